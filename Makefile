@@ -1,0 +1,37 @@
+# tuneforge — two commands do all set-up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tuneforge-installed
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.tuneforge/torch_extensions
+export DS_ACCELERATOR ?= cpu
+export HF_HUB_OFFLINE := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (tuneforge needs Python 3.11)"; exit 1; }
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: the pinned CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/tuneforge train jobs/configs/finetune/tiny_cpu.yaml
+
+test: setup
+	$(BIN)/python -m pytest tests -q
+
+lint: setup
+	$(BIN)/ruff check platform tests jobs
+
+clean:
+	rm -rf .tuneforge $(VENV)

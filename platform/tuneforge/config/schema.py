@@ -1,0 +1,238 @@
+"""Typed job spec: every knob of a fine-tuning job, validated by pydantic.
+
+The models are deliberately strict (unknown keys are errors) so that a typo in a YAML file fails at
+submit time on the driver instead of being silently ignored on a remote Ray worker.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Section(BaseModel):
+    """Base of every config section."""
+
+    # coerce_numbers_to_str: `tracking.run_name=2024` on the command line is a name, not a type error.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_section_means_defaults(cls, data: Any) -> Any:
+        """A YAML section whose keys are all commented out parses as null; treat it as 'all defaults'."""
+        return {} if data is None else data
+
+
+class TinyModelConfig(_Section):
+    """A randomly initialised model built from a config, so demos and tests need no download."""
+
+    architecture: Literal["llama"] = Field("llama", description="Model family of the tiny model.")
+    vocab_size: int = Field(
+        512, ge=64, description="Vocabulary size (also the size of the trained tokenizer)."
+    )
+    hidden_size: int = Field(64, ge=1, description="Width of the hidden states.")
+    intermediate_size: int = Field(128, ge=1, description="Width of the MLP inner layer.")
+    num_hidden_layers: int = Field(2, ge=1, description="Number of transformer blocks.")
+    num_attention_heads: int = Field(4, ge=1, description="Number of attention heads.")
+    num_key_value_heads: int | None = Field(
+        None, ge=1, description="Key/value heads for grouped-query attention; null = num_attention_heads."
+    )
+    max_position_embeddings: int = Field(512, ge=1, description="Longest sequence the model can attend over.")
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> Self:
+        """Catch shapes transformers would reject only later, inside a Ray worker."""
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads})"
+            )
+        kv_heads = self.num_key_value_heads
+        if kv_heads is not None and self.num_attention_heads % kv_heads:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) must be divisible by "
+                f"num_key_value_heads ({kv_heads})"
+            )
+        return self
+
+
+class ModelConfig(_Section):
+    """Which model to fine-tune and how to load it."""
+
+    name_or_path: str | None = Field(
+        None, description="Local Hugging Face model directory; null builds the random-init `tiny` model."
+    )
+    tiny: TinyModelConfig = Field(
+        default_factory=TinyModelConfig,
+        description="Shape of the tiny model (used when name_or_path is null).",
+    )
+    tokenizer: str | None = Field(
+        None,
+        description="Local tokenizer directory; default: name_or_path, or for the tiny model a BPE tokenizer "
+        "trained on the train data.",
+    )
+    trust_remote_code: bool = Field(False, description="Allow custom modelling code shipped with the model.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight dtype; auto = bfloat16 on GPU, float32 on CPU."
+    )
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
+        "auto", description="Attention kernel; auto lets transformers pick."
+    )
+
+
+class DatasetSpec(_Section):
+    """One data file and how to read it."""
+
+    path: str = Field(description="JSONL file (local path or remote URI).")
+    format: Literal["auto", "openai", "alpaca", "sharegpt", "text"] = Field(
+        "auto", description="Record layout; auto detects it from the first records."
+    )
+    weight: float = Field(1.0, gt=0, description="Relative sampling weight when mixing several files.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_shorthand(cls, data: Any) -> Any:
+        """Let YAML list a file as a bare string instead of {path: ...}."""
+        return {"path": data} if isinstance(data, str) else data
+
+
+class DataConfig(_Section):
+    """Training and evaluation data, and how records become token sequences."""
+
+    train_files: list[DatasetSpec] = Field(min_length=1, description="Training data files.")
+    eval_files: list[DatasetSpec] = Field(
+        default_factory=list,
+        description="Evaluation data files; if empty, a held-out split of train chosen by content hash.",
+    )
+    eval_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of train records held out for eval when eval_files is empty."
+    )
+    template: str = Field("chatml", description="Chat template used to render conversations.")
+    packing: bool = Field(True, description="Pack several short records into each max_seq_len sequence.")
+    train_on_prompt: bool = Field(
+        False, description="Also compute the loss on prompt tokens, not only answers."
+    )
+    truncation: Literal["truncate", "drop"] = Field(
+        "truncate", description="What to do with records longer than max_seq_len."
+    )
+    max_records: int | None = Field(
+        None, ge=1, description="Use at most this many train records (for quick runs)."
+    )
+
+    @field_validator("train_files", "eval_files", mode="before")
+    @classmethod
+    def _single_file_shorthand(cls, value: Any) -> Any:
+        """Let `data.train_files=a.jsonl` mean a one-file list."""
+        return [value] if isinstance(value, str) else value
+
+
+class FullMethod(_Section):
+    """Full fine-tuning: every weight is trainable."""
+
+    name: Literal["full"] = Field("full", description="Method selector.")
+
+
+class LoraMethod(_Section):
+    """LoRA: train low-rank adapters next to frozen weights."""
+
+    name: Literal["lora"] = Field("lora", description="Method selector.")
+    r: int = Field(8, ge=1, description="LoRA rank.")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Module names that get adapters, or 'all-linear'.",
+    )
+    use_dora: bool = Field(False, description="Use weight-decomposed LoRA (DoRA).")
+    modules_to_save: list[str] = Field(
+        default_factory=list, description="Extra modules trained in full and saved with the adapter."
+    )
+
+
+MethodConfig = Annotated[FullMethod | LoraMethod, Field(discriminator="name")]
+
+
+class TrainerConfig(_Section):
+    """Optimisation loop settings."""
+
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; null derives it from num_epochs.")
+    num_epochs: int = Field(1, ge=1, description="Passes over the train data when max_steps is null.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    lr_scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "cosine", description="Learning-rate decay after warmup."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps.")
+    micro_batch_size: int = Field(4, ge=1, description="Sequences per worker per forward pass.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
+    max_seq_len: int = Field(256, ge=1, description="Tokens per training sequence.")
+    grad_clip: float | None = Field(
+        1.0, gt=0, description="Max global gradient norm; null disables clipping."
+    )
+    eval_every: int = Field(
+        0, ge=0, description="Evaluate every N steps; 0 = only before and after training."
+    )
+    log_every: int = Field(10, ge=1, description="Log metrics every N steps.")
+    checkpoint_every: int = Field(0, ge=0, description="Checkpoint every N steps; 0 = only at the end.")
+    seed: int = Field(42, description="Seed for data order, splits and weight init.")
+    output_dir: str | None = Field(
+        None, description="Run output directory; null = .tuneforge/runs/<run name>."
+    )
+
+
+class DistributedConfig(_Section):
+    """Ray Train workers and DeepSpeed ZeRO settings."""
+
+    num_workers: int = Field(2, ge=1, description="Number of Ray Train workers (data-parallel ranks).")
+    use_gpu: bool = Field(False, description="Give each worker one GPU.")
+    zero_stage: Literal[0, 1, 2, 3] = Field(2, description="DeepSpeed ZeRO stage; 0 = plain data parallel.")
+    offload_optimizer: bool = Field(
+        False, description="Keep optimizer state in CPU memory (needs zero_stage >= 1)."
+    )
+    offload_params: bool = Field(False, description="Keep parameters in CPU memory (needs zero_stage 3).")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker.")
+    max_failures: int = Field(0, ge=-1, description="Worker-group restarts on failure; -1 = unlimited.")
+
+    @model_validator(mode="after")
+    def _check_offload(self) -> Self:
+        """DeepSpeed only offloads what the chosen ZeRO stage partitions."""
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError(f"offload_params requires zero_stage 3 (got zero_stage {self.zero_stage})")
+        if self.offload_optimizer and self.zero_stage < 1:
+            raise ValueError("offload_optimizer requires zero_stage >= 1 (got zero_stage 0)")
+        return self
+
+
+class TrackingConfig(_Section):
+    """Where MLflow records the run."""
+
+    uri: str | None = Field(
+        None, description="MLflow tracking URI; null = $MLFLOW_TRACKING_URI, else sqlite:///<home>/mlflow.db."
+    )
+    experiment: str = Field("tuneforge", description="MLflow experiment name.")
+    run_name: str | None = Field(None, description="MLflow run name; null generates one.")
+
+
+class RegistryConfig(_Section):
+    """Model registry settings."""
+
+    model_name: str | None = Field(
+        "tuneforge-tiny", description="Registered model name for the result; null = do not register."
+    )
+
+
+class JobConfig(_Section):
+    """A complete fine-tuning job."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Model to fine-tune.")
+    data: DataConfig = Field(description="Training and evaluation data.")
+    method: MethodConfig = Field(
+        default_factory=FullMethod, description="Fine-tuning method, chosen by name."
+    )
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Optimisation loop.")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, description="Ray Train workers and DeepSpeed."
+    )
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking.")
+    registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow model registry.")

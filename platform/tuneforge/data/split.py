@@ -1,0 +1,24 @@
+"""Deterministic train/eval split by content hash.
+
+A record's side depends only on its text and the seed -- not on file order, sharding, or which Ray
+worker sees it -- so every worker and every rerun agrees without coordination, and duplicates of a
+record always land on the same side (no eval leakage through exact duplicates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from tuneforge.data.ir import Conversation
+
+
+def is_eval(conv: Conversation, eval_fraction: float, seed: int) -> bool:
+    """True for about ``eval_fraction`` of records.
+
+    ``sha256(f"{seed}:{content_hash}")`` read as a number in [0, 1) is uniform, so the share is right
+    in expectation, and a different seed draws an independent split.
+    """
+    if not 0.0 <= eval_fraction <= 1.0:
+        raise ValueError(f"eval_fraction must be in [0, 1], got {eval_fraction}")
+    digest = hashlib.sha256(f"{seed}:{conv.content_hash()}".encode()).hexdigest()
+    return int(digest, 16) / 2**256 < eval_fraction

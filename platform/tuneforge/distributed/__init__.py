@@ -1,0 +1,1 @@
+"""tuneforge.distributed."""

@@ -1,0 +1,200 @@
+"""The driver of one fine-tuning run: data -> Ray Train + DeepSpeed -> MLflow model + registry.
+
+``run_job`` is what ``tuneforge train`` and ``jobs/finetune.py`` call. It runs on the Ray head (or
+the submitting machine): it validates data, materialises the base model, prepares Ray datasets,
+fits a ``TorchTrainer``, then logs and registers the trained model from the final checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from tuneforge.config import JobConfig, config_hash, save_config
+from tuneforge.data import read_conversations, render_text
+from tuneforge.distributed.cluster import ensure_ray
+from tuneforge.distributed.data_pipeline import build_datasets
+from tuneforge.distributed.worker import train_loop_per_worker
+from tuneforge.models.base import prepare_base, tokenizer_dir
+from tuneforge.models.io import merge_adapter
+from tuneforge.tracking import (
+    end_run,
+    log_dict_artifact,
+    log_hf_model,
+    log_params_flat,
+    redact_uri,
+    resolve_tracking_uri,
+    start_run,
+    tuneforge_home,
+    ui_command,
+)
+
+
+class RunEvents(Protocol):
+    """Progress hooks for a front end (the CLI shows them; jobs print them)."""
+
+    def phase(self, message: str) -> None: ...
+
+    def training_started(self, tracking_uri: str, run_id: str, total_steps: int) -> None: ...
+
+    def training_finished(self) -> None: ...
+
+
+class _Silent:
+    def phase(self, message: str) -> None:
+        pass
+
+    def training_started(self, tracking_uri: str, run_id: str, total_steps: int) -> None:
+        pass
+
+    def training_finished(self) -> None:
+        pass
+
+
+@dataclass
+class RunSummary:
+    """The result of a run; ``--json`` prints it as the last line."""
+
+    run_id: str
+    registered_model: str | None
+    version: str | None
+    eval_loss_before: float
+    eval_loss_after: float
+    train_tokens: int
+    tokens_per_second: float
+    checkpoint: str
+    model_uri: str
+    run_dir: str
+    tracking_uri: str
+    ui_command: str
+    steps: int
+    wall_seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _run_name(job: JobConfig) -> str:
+    return job.tracking.run_name or f"{job.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def validate_and_sample_texts(job: JobConfig) -> list[str]:
+    """Parse every input file on the driver (clear errors, early) and return rendered train texts.
+
+    The texts train the tiny model's tokenizer; for a real base model they are unused.
+    """
+    texts: list[str] = []
+    for spec in [*job.data.train_files, *job.data.eval_files]:
+        for conv in read_conversations(spec.path, spec.format):
+            texts.append(render_text(conv, job.data.template))
+    return texts
+
+
+def total_steps_for(job: JobConfig, train_blocks: int) -> int:
+    """Optimizer steps: ``max_steps`` or whole epochs of what each worker's shard can batch."""
+    t, world = job.trainer, job.distributed.num_workers
+    per_step = t.micro_batch_size * t.grad_accum
+    steps_per_epoch = (train_blocks // world) // per_step
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"data.train_files: {train_blocks} training sequences cannot fill one step of "
+            f"{world} workers x micro_batch_size {t.micro_batch_size} x grad_accum {t.grad_accum}; "
+            "add data or lower trainer.micro_batch_size"
+        )
+    return t.max_steps or steps_per_epoch * t.num_epochs
+
+
+def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = False) -> RunSummary:
+    """Fine-tune, evaluate, log and register one model as the job spec says."""
+    events = events or _Silent()
+    started = time.perf_counter()
+    home = tuneforge_home()
+    name = _run_name(job)
+    run_dir = Path(job.trainer.output_dir or home / "runs" / name).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(job, run_dir / "job.yaml")
+
+    events.phase("validating data")
+    texts = validate_and_sample_texts(job)
+    events.phase("preparing base model and tokenizer")
+    base_dir = prepare_base(job.model, texts, run_dir / "base", job.trainer.seed)
+    tok_dir = tokenizer_dir(job.model, base_dir)
+
+    uri = resolve_tracking_uri(job.tracking.uri)
+    run_id = start_run(uri, job.tracking.experiment, name, tags={"tuneforge.method": job.method.name})
+    status = "FAILED"
+    try:
+        log_params_flat(run_id, job.model_dump(mode="json"))
+        log_dict_artifact(run_id, job.model_dump(mode="json"), "config/job.yaml")
+        events.phase("starting Ray")
+        ensure_ray(job, verbose)
+        events.phase("tokenizing and packing with Ray Data")
+        data = build_datasets(job, str(tok_dir))
+        log_params_flat(run_id, {"data_stats": {k: round(v, 6) for k, v in data.stats.items()}})
+        steps = total_steps_for(job, int(data.stats["train_blocks"]))
+
+        d = job.distributed
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={
+                "job": job.model_dump(mode="json"),
+                "base_dir": str(base_dir),
+                "tokenizer_dir": str(tok_dir),
+                "total_steps": steps,
+                "tracking_uri": uri,
+                "run_id": run_id,
+                "config_hash": config_hash(job),
+                "extensions_dir": str(home / "torch_extensions"),
+            },
+            torch_config=TorchConfig(backend="nccl" if d.use_gpu else "gloo"),
+            scaling_config=ScalingConfig(num_workers=d.num_workers, use_gpu=d.use_gpu,
+                                         resources_per_worker={"CPU": d.cpus_per_worker}),
+            run_config=RunConfig(name=name, storage_path=str(run_dir / "ray"),
+                                 failure_config=FailureConfig(max_failures=d.max_failures),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=None)),
+            datasets={"train": data.train, "eval": data.eval},
+        )
+        events.phase(f"training: {d.num_workers} workers, ZeRO-{d.zero_stage}, {job.method.name}")
+        events.training_started(uri, run_id, steps)
+        try:
+            result = trainer.fit()
+        finally:
+            events.training_finished()
+        metrics = result.metrics or {}
+        ckpt = Path(result.checkpoint.path)
+
+        events.phase("logging and registering the model")
+        model_dir, adapter_dir = ckpt, None
+        if job.method.name == "lora":
+            model_dir, adapter_dir = merge_adapter(base_dir, ckpt, run_dir / "merged"), ckpt
+        tags = {"tuneforge.run_id": run_id, "tuneforge.method": job.method.name,
+                "tuneforge.config_hash": config_hash(job), "tuneforge.base": str(job.model.name_or_path or "tiny")}
+        logged = log_hf_model(run_id, model_dir, registered_model_name=job.registry.model_name,
+                              adapter_dir=adapter_dir, tags=tags)
+        status = "FINISHED"
+        return RunSummary(
+            run_id=run_id,
+            registered_model=logged.registered_name,
+            version=logged.version,
+            eval_loss_before=float(metrics["eval_loss_before"]),
+            eval_loss_after=float(metrics["eval_loss"]),
+            train_tokens=int(metrics["train_tokens"]),
+            tokens_per_second=float(metrics["tokens_per_second"]),
+            checkpoint=str(ckpt),
+            model_uri=logged.model_uri,
+            run_dir=str(run_dir),
+            tracking_uri=redact_uri(uri),
+            ui_command=ui_command(uri),
+            steps=int(metrics["step"]),
+            wall_seconds=round(time.perf_counter() - started, 1),
+        )
+    finally:
+        end_run(status)
+
+
+__all__ = ["RunSummary", "RunEvents", "run_job", "total_steps_for", "validate_and_sample_texts"]

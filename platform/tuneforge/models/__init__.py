@@ -1,0 +1,1 @@
+"""Model building blocks: tokenizers, base models, tuning methods, save/merge. No Ray here."""

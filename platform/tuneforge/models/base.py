@@ -1,0 +1,38 @@
+"""Materialise the base model + tokenizer a run starts from, as a local HF directory.
+
+Workers load from a directory (never from a hub), so the driver resolves the base once: either
+the configured local path, or a tiny random-init model built from the config with a BPE tokenizer
+trained on the job's own training texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from tuneforge.config import ModelConfig
+from tuneforge.models.factory import build_tiny_model
+from tuneforge.models.io import save_hf
+from tuneforge.models.tokenizer import train_bpe_tokenizer
+
+
+def prepare_base(model_cfg: ModelConfig, texts: Iterable[str], out_dir: Path, seed: int) -> Path:
+    """Return a local directory holding the base model and its tokenizer."""
+    if model_cfg.name_or_path is not None:
+        path = Path(model_cfg.name_or_path)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"model.name_or_path: '{path}' is not a local Hugging Face model directory "
+                "(no config.json); tuneforge never downloads weights at run time"
+            )
+        return path
+    tiny = model_cfg.tiny
+    tokenizer = train_bpe_tokenizer(texts, tiny.vocab_size)
+    model = build_tiny_model(tiny, vocab_size=len(tokenizer), seed=seed,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    return save_hf(model, tokenizer, out_dir)
+
+
+def tokenizer_dir(model_cfg: ModelConfig, base_dir: Path) -> Path:
+    """Where the tokenizer lives: ``model.tokenizer`` if set, else next to the base weights."""
+    return Path(model_cfg.tokenizer) if model_cfg.tokenizer else base_dir

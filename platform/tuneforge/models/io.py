@@ -1,0 +1,62 @@
+"""Saving and merging models in Hugging Face layout (safetensors only).
+
+Writes go to a temporary sibling directory that is renamed into place, so a crash never leaves a
+half-written model where a reader (the registry, a resume) would pick it up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from tuneforge.models.tokenizer import load_tokenizer
+
+
+@contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a temp dir that replaces ``target`` only if the block finishes without error."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_hf(model: torch.nn.Module, tokenizer, out_dir: str | Path, state_dict: dict | None = None,
+            extra: Callable[[Path], None] | None = None) -> Path:
+    """Save model (+ tokenizer) atomically with safetensors; ``extra`` may add files before commit."""
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if extra is not None:
+            extra(tmp)
+    return Path(out_dir)
+
+
+def load_adapter_model(base_dir: str | Path, adapter_dir: str | Path, trust_remote_code: bool = False):
+    """Base model from ``base_dir`` with the adapter in ``adapter_dir`` applied (eval mode)."""
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir), trust_remote_code=trust_remote_code)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+
+
+def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path,
+                  trust_remote_code: bool = False) -> Path:
+    """Fold a LoRA/IA3 adapter into its base and write a plain HF model (plus the tokenizer)."""
+    merged = load_adapter_model(base_dir, adapter_dir, trust_remote_code).merge_and_unload()
+    tok_dir = adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").exists() else base_dir
+    return save_hf(merged, load_tokenizer(tok_dir, trust_remote_code), out_dir)

@@ -1,0 +1,49 @@
+"""MLflow glue for the training driver: store location, runs, params, metrics, models.
+
+Imports neither Ray nor other tuneforge packages, so Ray workers can use :func:`log_metrics`
+cheaply; torch/transformers are imported only by the model functions that need them.
+"""
+
+from tuneforge.tracking.models import (
+    LoggedModel,
+    download_adapter,
+    load_hf_model,
+    log_hf_model,
+    pip_requirements,
+    register_model,
+)
+from tuneforge.tracking.store import (
+    end_run,
+    flatten_params,
+    log_artifacts,
+    log_dict_artifact,
+    log_metrics,
+    log_params_flat,
+    redact_uri,
+    resolve_tracking_uri,
+    sqlite_db_path,
+    start_run,
+    tuneforge_home,
+    ui_command,
+)
+
+__all__ = [
+    "LoggedModel",
+    "download_adapter",
+    "end_run",
+    "flatten_params",
+    "load_hf_model",
+    "log_artifacts",
+    "log_dict_artifact",
+    "log_hf_model",
+    "log_metrics",
+    "log_params_flat",
+    "pip_requirements",
+    "redact_uri",
+    "register_model",
+    "resolve_tracking_uri",
+    "sqlite_db_path",
+    "start_run",
+    "tuneforge_home",
+    "ui_command",
+]

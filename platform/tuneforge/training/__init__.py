@@ -1,0 +1,1 @@
+"""Per-worker training building blocks (DeepSpeed engine, step loop, checkpoints). No Ray here."""

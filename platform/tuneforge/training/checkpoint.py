@@ -1,0 +1,131 @@
+"""Checkpoints in Hugging Face layout, correct at every ZeRO stage.
+
+Layout of a checkpoint directory:
+
+* full fine-tuning: a complete HF model (``config.json`` + ``model.safetensors``) + tokenizer;
+* adapters: the standard PEFT layout (``adapter_config.json`` + ``adapter_model.safetensors``) + tokenizer;
+* ``tuneforge/trainer_state.json``: step, epoch and batches consumed in that epoch (the data
+  position a resume skips to), and the job's config hash;
+* ``tuneforge/probe.safetensors``: logits of the in-memory model on a fixed probe input, so any
+  reader can check that what was saved is what was trained.
+
+Under ZeRO-3 every rank takes part in gathering (it is a collective); only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from tuneforge.models.io import atomic_dir
+from tuneforge.models.methods import is_adapter
+
+STATE_FILE = "tuneforge/trainer_state.json"
+PROBE_FILE = "tuneforge/probe.safetensors"
+
+
+@dataclass
+class TrainerState:
+    """Where training stands: enough to resume at the same step and data position."""
+
+    step: int
+    epoch: int
+    batches_in_epoch: int
+    config_hash: str
+
+    @classmethod
+    def load(cls, ckpt_dir: str | Path) -> TrainerState:
+        return cls(**json.loads((Path(ckpt_dir) / STATE_FILE).read_text()))
+
+
+def probe_input(vocab_size: int, length: int = 32) -> torch.Tensor:
+    """A fixed token sequence (independent of data) used to fingerprint a model's logits."""
+    g = torch.Generator().manual_seed(1234)
+    return torch.randint(0, vocab_size, (1, length), generator=g)
+
+
+@torch.no_grad()
+def probe_logits(module: torch.nn.Module, vocab_size: int, device: torch.device) -> torch.Tensor:
+    """Logits on the probe input; a forward pass, hence collective under ZeRO-3 (call on all ranks)."""
+    was_training = module.training
+    module.eval()
+    out = module(input_ids=probe_input(vocab_size).to(device)).logits.float().cpu()
+    module.train(was_training)
+    return out
+
+
+def _gathered(params: list[torch.nn.Parameter], zero_stage: int):
+    import deepspeed
+
+    if zero_stage == 3:
+        return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+    return nullcontext()
+
+
+
+
+def assert_no_empty_tensors(ckpt_dir: Path) -> None:
+    """ZeRO-partitioned params saved without gathering come out as empty tensors; refuse them."""
+    for f in ckpt_dir.glob("*.safetensors"):
+        with safe_open(str(f), framework="pt") as st:
+            for key in st.keys():
+                if st.get_slice(key).get_shape() in ([0], []) and "inv_freq" not in key:
+                    raise RuntimeError(f"checkpoint {f} holds an empty tensor '{key}': ZeRO gather failed")
+
+
+def save_checkpoint(engine: Any, tokenizer: Any, out_dir: Path | None, *, rank: int, zero_stage: int,
+                    state: TrainerState, probe: torch.Tensor | None) -> Path | None:
+    """Save the engine's model; every rank must call this. Returns the directory on rank 0.
+
+    Rank 0 writes into a temporary sibling renamed into place at the end (atomic); other ranks
+    only join the collectives and write into a scratch dir that is thrown away.
+    """
+    if rank == 0:
+        assert out_dir is not None
+        with atomic_dir(out_dir) as tmp:
+            _write_model(engine, tmp, rank, zero_stage)
+            assert_no_empty_tensors(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "tuneforge").mkdir(exist_ok=True)
+            (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
+            if probe is not None:
+                ids = probe_input(int(engine.module.config.vocab_size), probe.shape[1])
+                save_file({"input_ids": ids, "logits": probe.contiguous()}, str(tmp / PROBE_FILE))
+        return out_dir
+    scratch = Path(tempfile.mkdtemp(prefix="tuneforge-rank-"))
+    try:
+        _write_model(engine, scratch, rank, zero_stage)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return None
+
+
+def _write_model(engine: Any, target: Path, rank: int, zero_stage: int) -> None:
+    model = engine.module
+    if is_adapter(model):
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        with _gathered(trainable, zero_stage):
+            model.save_pretrained(target, is_main_process=rank == 0, safe_serialization=True)
+    elif zero_stage == 3:
+        state_dict = engine._zero3_consolidated_16bit_state_dict()
+        if rank == 0:
+            model.save_pretrained(target, state_dict=state_dict, safe_serialization=True)
+    elif rank == 0:
+        model.save_pretrained(target, safe_serialization=True)
+
+
+def load_probe(ckpt_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, logits) recorded by the trainer when it saved ``ckpt_dir``."""
+    from safetensors.torch import load_file
+
+    t = load_file(str(Path(ckpt_dir) / PROBE_FILE))
+    return t["input_ids"], t["logits"]
