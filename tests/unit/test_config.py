@@ -13,6 +13,7 @@ from tuneforge.config import (
     FullMethod,
     JobConfig,
     LoraMethod,
+    TinyModelConfig,
     config_from_dict,
     config_hash,
     field_descriptions,
@@ -49,7 +50,7 @@ def test_demo_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(DEMO_DIR / "tiny_cpu.yaml")
     assert isinstance(cfg.method, FullMethod)
     assert cfg.model.name_or_path is None
-    assert (cfg.model.tiny.vocab_size, cfg.model.tiny.hidden_size, cfg.model.tiny.num_hidden_layers) == (512, 64, 2)
+    assert cfg.model.tiny == TinyModelConfig()  # the demo spells out the tiny defaults
     assert [spec.path for spec in cfg.data.train_files] == [
         str(REPO / "platform/tuneforge/assets/data/tiny_chat.jsonl"),
         str(REPO / "platform/tuneforge/assets/data/tiny_alpaca.jsonl"),
@@ -123,7 +124,8 @@ def test_overrides_of_each_type(minimal: Path) -> None:
     assert cfg.tracking.uri is None
     assert cfg.tracking.run_name == "2024"
     assert [Path(spec.path).name for spec in cfg.data.train_files] == ["a.jsonl", "b.jsonl"]
-    assert (cfg.model.tiny.hidden_size, cfg.model.tiny.num_attention_heads, cfg.model.tiny.vocab_size) == (32, 2, 512)
+    tiny = cfg.model.tiny
+    assert (tiny.hidden_size, tiny.num_attention_heads, tiny.vocab_size) == (32, 2, 512)
 
 
 def test_override_later_wins(minimal: Path) -> None:
@@ -211,7 +213,9 @@ def test_wrong_type_in_file_points_at_line(tmp_path: Path) -> None:
 
 
 def test_error_inside_list_item(tmp_path: Path) -> None:
-    err = load_error(write(tmp_path, "data:\n  train_files:\n    - a.jsonl\n    - {path: b.jsonl, weight: 0}\n"))
+    err = load_error(
+        write(tmp_path, "data:\n  train_files:\n    - a.jsonl\n    - {path: b.jsonl, weight: 0}\n")
+    )
     assert (err.line, err.field) == (4, "data.train_files[1].weight")
 
 

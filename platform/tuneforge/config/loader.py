@@ -184,7 +184,7 @@ def _apply_override(raw: dict[str, Any], text: str) -> KeyPath:
     for depth, part in enumerate(path[:-1]):
         child = section.get(part)
         if child is None:
-            child = section[part] = {}
+            child = section[part] = _new_section(path[: depth + 1])
         elif not isinstance(child, dict):
             parent = ".".join(path[: depth + 1])
             raise ConfigError(
@@ -197,6 +197,15 @@ def _apply_override(raw: dict[str, Any], text: str) -> KeyPath:
         _drop_keys_of_previous_variant(raw, path, value)
     section[path[-1]] = value
     return path
+
+
+def _new_section(path: KeyPath) -> dict[str, Any]:
+    """A section an override creates starts with the default method's name, so `method.r=4` targets it."""
+    field = JobConfig.model_fields.get(str(path[0])) if len(path) == 1 else None
+    if field is None or not _tagged_members(field):
+        return {}
+    discriminator = str(field.discriminator)
+    return {discriminator: getattr(field.get_default(call_default_factory=True), discriminator)}
 
 
 def _drop_keys_of_previous_variant(raw: dict[str, Any], path: KeyPath, new_tag: Any) -> None:

@@ -4,9 +4,12 @@ Why segment by segment: the loss mask must cover exactly the trained assistant t
 the end-of-turn marker, which teaches the model to stop). Tokenizing each rendered piece separately
 and concatenating gives token boundaries that coincide with the piece boundaries, so the mask needs
 no offset arithmetic. For a ByteLevel BPE tokenizer with the template markers as special tokens,
-the concatenation equals tokenizing the whole rendered string (tested) whenever the content does not
-start with whitespace: the pre-tokenizer could glue leading whitespace to the header's ``\\n`` in the
-whole string (e.g. ``"\\n\\n"`` as one token), which the segment-wise ids keep apart.
+the concatenation equals tokenizing the whole rendered string (tested on the bundled data) whenever
+the content does not start with whitespace. If it does, the whole string's pre-tokenizer can group the
+header's ``\\n`` with it (``"\\n  there"`` -> ``"\\n "``, ``" there"``), and a learned merge of that
+group would differ from the segment-wise ids; the mask stays exact either way. Without the markers as
+special tokens they are plain text and still masked exactly, but whole-string tokenization may then
+merge across a marker's edge.
 
 Message content is tokenized with ``split_special_tokens=True``: text a user typed, such as a literal
 ``<|im_end|>``, stays text and cannot forge a turn boundary. Markers come only from the template.

@@ -12,6 +12,7 @@ import math
 import os
 
 import ray
+import ray.data
 
 from tuneforge.config import JobConfig
 
