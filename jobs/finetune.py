@@ -21,8 +21,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     parser.add_argument("--verbose", action="store_true")
     args, overrides = parser.parse_known_args(argv)
-    cli_args = ["train", args.config, *overrides] + (["--json"] if args.json else []) + (
-        ["--verbose"] if args.verbose else [])
+    cli_args = (
+        ["train", args.config, *overrides]
+        + (["--json"] if args.json else [])
+        + (["--verbose"] if args.verbose else [])
+    )
     app(cli_args, prog_name="jobs/finetune.py")
 
 

@@ -68,9 +68,20 @@ def ray_head(tuneforge_home: Path):
     temp_dir = tempfile.mkdtemp(prefix="tfray-", dir="/tmp")  # short: unix socket paths are limited
     port, dash = free_port(), free_port()
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", "--num-cpus=4", f"--port={port}",
-           "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-           "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    cmd = [
+        str(VENV_BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--num-cpus=4",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash}",
+        "--include-dashboard=true",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+    ]
     log = open(Path(temp_dir) / "ray-start.log", "w")  # noqa: SIM115 - closed in teardown
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     dashboard_url = f"http://127.0.0.1:{dash}"

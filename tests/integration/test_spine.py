@@ -8,7 +8,11 @@ registered model), and the tracking store holds the run, its metric curves and a
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import pytest
@@ -43,9 +47,21 @@ def _assert_checkpoint_has_no_empty_tensors(ckpt: Path) -> None:
 
 @pytest.fixture(scope="module")
 def full_zero2(ray_head, tuneforge_home):
-    job = load_config(TINY, ["trainer.max_steps=40", "trainer.eval_every=20", "tracking.run_name=spine-full-z2",
-                             "registry.model_name=spine-full"])
-    return run_job(job)
+    """The README's command, through the installed ``tuneforge`` CLI, joined to the session's Ray head."""
+    cmd = [
+        str(Path(sys.executable).parent / "tuneforge"),
+        "train",
+        str(TINY.relative_to(REPO)),
+        "trainer.max_steps=40",
+        "trainer.eval_every=20",
+        "tracking.run_name=spine-full-z2",
+        "registry.model_name=spine-full",
+        "--json",
+    ]
+    out = subprocess.run(cmd, cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "eval loss" in out.stderr and "registered     spine-full v1" in out.stderr
+    return SimpleNamespace(**json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def test_full_zero2_trains_and_loss_falls(full_zero2):
@@ -93,8 +109,16 @@ def test_mlflow_holds_run_metrics_and_config(full_zero2):
 
 
 def test_zero3_full_save_gathers_weights(ray_head, tuneforge_home):
-    job = load_config(TINY, ["trainer.max_steps=10", "trainer.eval_every=0", "distributed.zero_stage=3",
-                             "tracking.run_name=spine-full-z3", "registry.model_name=spine-full-z3"])
+    job = load_config(
+        TINY,
+        [
+            "trainer.max_steps=10",
+            "trainer.eval_every=0",
+            "distributed.zero_stage=3",
+            "tracking.run_name=spine-full-z3",
+            "registry.model_name=spine-full-z3",
+        ],
+    )
     s = run_job(job)
     assert s.eval_loss_after < s.eval_loss_before
     ckpt = Path(s.checkpoint)
@@ -104,8 +128,15 @@ def test_zero3_full_save_gathers_weights(ray_head, tuneforge_home):
 
 
 def test_lora_adapter_and_registered_merge_match_trained(ray_head, tuneforge_home):
-    job = load_config(TINY_LORA, ["trainer.max_steps=20", "trainer.eval_every=0",
-                                  "tracking.run_name=spine-lora", "registry.model_name=spine-lora"])
+    job = load_config(
+        TINY_LORA,
+        [
+            "trainer.max_steps=20",
+            "trainer.eval_every=0",
+            "tracking.run_name=spine-lora",
+            "registry.model_name=spine-lora",
+        ],
+    )
     s = run_job(job)
     assert s.eval_loss_after < s.eval_loss_before
     ckpt = Path(s.checkpoint)

@@ -15,8 +15,12 @@ from rich.console import Console
 
 from tuneforge import __version__
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Fine-tune LLMs on a Ray cluster: Ray Data -> Ray Train + DeepSpeed -> MLflow.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Fine-tune LLMs on a Ray cluster: Ray Data -> Ray Train + DeepSpeed -> MLflow.",
+)
 console = Console(stderr=True)
 
 

@@ -30,7 +30,9 @@ class TrainingProgress:
         if self.quiet:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._poll, args=(tracking_uri, run_id, total_steps), daemon=True)
+        self._thread = threading.Thread(
+            target=self._poll, args=(tracking_uri, run_id, total_steps), daemon=True
+        )
         self._thread.start()
 
     def training_finished(self) -> None:
@@ -45,8 +47,19 @@ class TrainingProgress:
         client = MlflowClient(uri)
         seen: set[tuple[str, int]] = set()
         tty = self.console.is_terminal
-        bar = Progress(TextColumn("  training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                       TimeElapsedColumn(), console=self.console, transient=True) if tty else None
+        bar = (
+            Progress(
+                TextColumn("  training"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            if tty
+            else None
+        )
         task = bar.add_task("", total=total) if bar else None
         if bar:
             bar.start()

@@ -58,23 +58,43 @@ def _tokenizer(path: str) -> Any:
     return load_tokenizer(path)
 
 
-def _tokenize_and_block(batch: dict[str, np.ndarray], *, tokenizer_dir: str, template: str, max_seq_len: int,
-                        packing: bool, train_on_prompt: bool, truncation: str) -> dict[str, np.ndarray]:
+def _tokenize_and_block(
+    batch: dict[str, np.ndarray],
+    *,
+    tokenizer_dir: str,
+    template: str,
+    max_seq_len: int,
+    packing: bool,
+    train_on_prompt: bool,
+    truncation: str,
+) -> dict[str, np.ndarray]:
     """A batch of serialized conversations -> fixed-length model rows (packed or padded)."""
     tok = _tokenizer(tokenizer_dir)
     examples = []
     for raw in batch["conv"]:
-        enc = encode_conversation(Conversation.from_dict(json.loads(raw)), tok, template=template,
-                                  max_seq_len=max_seq_len, train_on_prompt=train_on_prompt,
-                                  truncation=truncation)
+        enc = encode_conversation(
+            Conversation.from_dict(json.loads(raw)),
+            tok,
+            template=template,
+            max_seq_len=max_seq_len,
+            train_on_prompt=train_on_prompt,
+            truncation=truncation,
+        )
         if enc is not None:
             examples.append(enc)
     pad_id = tok.pad_token_id
-    rows = (pack_examples(examples, max_seq_len, pad_id) if packing
-            else pad_examples(examples, max_seq_len, pad_id))
+    rows = (
+        pack_examples(examples, max_seq_len, pad_id)
+        if packing
+        else pad_examples(examples, max_seq_len, pad_id)
+    )
     columns = MODEL_COLUMNS_PACKED if packing else MODEL_COLUMNS_PADDED
-    out = {c: np.asarray([r[c] for r in rows], dtype=np.int64).reshape(len(rows), max_seq_len) for c in columns}
-    real = [sum(1 for t in r["input_ids"] if t != pad_id) if packing else sum(r["attention_mask"]) for r in rows]
+    out = {
+        c: np.asarray([r[c] for r in rows], dtype=np.int64).reshape(len(rows), max_seq_len) for c in columns
+    }
+    real = [
+        sum(1 for t in r["input_ids"] if t != pad_id) if packing else sum(r["attention_mask"]) for r in rows
+    ]
     out["n_real"] = np.asarray(real, dtype=np.int64)
     out["n_docs"] = np.full(len(rows), 0, dtype=np.int64)
     if rows:
@@ -91,8 +111,14 @@ def _tokenized(ds: ray.data.Dataset, job: JobConfig, tokenizer_dir: str) -> ray.
     return ds.map_batches(
         _tokenize_and_block,
         batch_size=256,
-        fn_kwargs={"tokenizer_dir": tokenizer_dir, "template": d.template, "max_seq_len": t.max_seq_len,
-                   "packing": d.packing, "train_on_prompt": d.train_on_prompt, "truncation": d.truncation},
+        fn_kwargs={
+            "tokenizer_dir": tokenizer_dir,
+            "template": d.template,
+            "max_seq_len": t.max_seq_len,
+            "packing": d.packing,
+            "train_on_prompt": d.train_on_prompt,
+            "truncation": d.truncation,
+        },
     ).materialize()
 
 
@@ -130,6 +156,9 @@ def build_datasets(job: JobConfig, tokenizer_dir: str) -> PreparedData:
         train_raw = train_raw.limit(d.max_records)
     train = _tokenized(train_raw, job, tokenizer_dir)
     evald = _tokenized(eval_raw, job, tokenizer_dir)
-    stats = {**_stats(train, "train", job.trainer.max_seq_len), **_stats(evald, "eval", job.trainer.max_seq_len)}
+    stats = {
+        **_stats(train, "train", job.trainer.max_seq_len),
+        **_stats(evald, "eval", job.trainer.max_seq_len),
+    }
     columns = MODEL_COLUMNS_PACKED if d.packing else MODEL_COLUMNS_PADDED
     return PreparedData(train.select_columns(columns), evald.select_columns(columns), stats)

@@ -152,11 +152,15 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
                 "extensions_dir": str(home / "torch_extensions"),
             },
             torch_config=TorchConfig(backend="nccl" if d.use_gpu else "gloo"),
-            scaling_config=ScalingConfig(num_workers=d.num_workers, use_gpu=d.use_gpu,
-                                         resources_per_worker={"CPU": d.cpus_per_worker}),
-            run_config=RunConfig(name=name, storage_path=str(run_dir / "ray"),
-                                 failure_config=FailureConfig(max_failures=d.max_failures),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=None)),
+            scaling_config=ScalingConfig(
+                num_workers=d.num_workers, use_gpu=d.use_gpu, resources_per_worker={"CPU": d.cpus_per_worker}
+            ),
+            run_config=RunConfig(
+                name=name,
+                storage_path=str(run_dir / "ray"),
+                failure_config=FailureConfig(max_failures=d.max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=None),
+            ),
             datasets={"train": data.train, "eval": data.eval},
         )
         events.phase(f"training: {d.num_workers} workers, ZeRO-{d.zero_stage}, {job.method.name}")
@@ -172,10 +176,19 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
         model_dir, adapter_dir = ckpt, None
         if job.method.name == "lora":
             model_dir, adapter_dir = merge_adapter(base_dir, ckpt, run_dir / "merged"), ckpt
-        tags = {"tuneforge.run_id": run_id, "tuneforge.method": job.method.name,
-                "tuneforge.config_hash": config_hash(job), "tuneforge.base": str(job.model.name_or_path or "tiny")}
-        logged = log_hf_model(run_id, model_dir, registered_model_name=job.registry.model_name,
-                              adapter_dir=adapter_dir, tags=tags)
+        tags = {
+            "tuneforge.run_id": run_id,
+            "tuneforge.method": job.method.name,
+            "tuneforge.config_hash": config_hash(job),
+            "tuneforge.base": str(job.model.name_or_path or "tiny"),
+        }
+        logged = log_hf_model(
+            run_id,
+            model_dir,
+            registered_model_name=job.registry.model_name,
+            adapter_dir=adapter_dir,
+            tags=tags,
+        )
         status = "FINISHED"
         return RunSummary(
             run_id=run_id,

@@ -59,12 +59,26 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     eval_shard = ray.train.get_dataset_shard("eval")
 
     def train_batches(epoch: int):
-        return train_shard.iter_torch_batches(batch_size=mbs, drop_last=True, dtypes=torch.long,
-                                              local_shuffle_buffer_size=4 * mbs,
-                                              local_shuffle_seed=job.trainer.seed + epoch)
+        return train_shard.iter_torch_batches(
+            batch_size=mbs,
+            drop_last=True,
+            dtypes=torch.long,
+            local_shuffle_buffer_size=4 * mbs,
+            local_shuffle_seed=job.trainer.seed + epoch,
+        )
 
     def eval_batches():
         return eval_shard.iter_torch_batches(batch_size=mbs, drop_last=False, dtypes=torch.long)
 
-    run_loop(engine, tokenizer, job, rank=rank, total_steps=cfg["total_steps"], train_batches=train_batches,
-             eval_batches=eval_batches, reporter=reporter, device=device, config_hash=cfg["config_hash"])
+    run_loop(
+        engine,
+        tokenizer,
+        job,
+        rank=rank,
+        total_steps=cfg["total_steps"],
+        train_batches=train_batches,
+        eval_batches=eval_batches,
+        reporter=reporter,
+        device=device,
+        config_hash=cfg["config_hash"],
+    )

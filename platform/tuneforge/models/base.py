@@ -28,8 +28,13 @@ def prepare_base(model_cfg: ModelConfig, texts: Iterable[str], out_dir: Path, se
         return path
     tiny = model_cfg.tiny
     tokenizer = train_bpe_tokenizer(texts, tiny.vocab_size)
-    model = build_tiny_model(tiny, vocab_size=len(tokenizer), seed=seed,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = build_tiny_model(
+        tiny,
+        vocab_size=len(tokenizer),
+        seed=seed,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     return save_hf(model, tokenizer, out_dir)
 
 

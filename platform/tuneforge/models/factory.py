@@ -23,8 +23,13 @@ def resolve_dtype(name: str, use_gpu: bool) -> torch.dtype:
     return _DTYPES[name]
 
 
-def build_tiny_model(cfg: TinyModelConfig, vocab_size: int, seed: int, pad_token_id: int | None = None,
-                     eos_token_id: int | None = None) -> LlamaForCausalLM:
+def build_tiny_model(
+    cfg: TinyModelConfig,
+    vocab_size: int,
+    seed: int,
+    pad_token_id: int | None = None,
+    eos_token_id: int | None = None,
+) -> LlamaForCausalLM:
     """A random-init Llama built from a config, seeded so every worker and every test agrees."""
     config = LlamaConfig(
         vocab_size=vocab_size,

@@ -36,8 +36,13 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_hf(model: torch.nn.Module, tokenizer, out_dir: str | Path, state_dict: dict | None = None,
-            extra: Callable[[Path], None] | None = None) -> Path:
+def save_hf(
+    model: torch.nn.Module,
+    tokenizer,
+    out_dir: str | Path,
+    state_dict: dict | None = None,
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
     """Save model (+ tokenizer) atomically with safetensors; ``extra`` may add files before commit."""
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
@@ -54,8 +59,9 @@ def load_adapter_model(base_dir: str | Path, adapter_dir: str | Path, trust_remo
     return PeftModel.from_pretrained(base, str(adapter_dir)).eval()
 
 
-def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path,
-                  trust_remote_code: bool = False) -> Path:
+def merge_adapter(
+    base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, trust_remote_code: bool = False
+) -> Path:
     """Fold a LoRA/IA3 adapter into its base and write a plain HF model (plus the tokenizer)."""
     merged = load_adapter_model(base_dir, adapter_dir, trust_remote_code).merge_and_unload()
     tok_dir = adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").exists() else base_dir

@@ -15,9 +15,9 @@ Under ZeRO-3 every rank takes part in gathering (it is a collective); only rank 
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 import shutil
 import tempfile
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,6 @@ def _gathered(params: list[torch.nn.Parameter], zero_stage: int):
     return nullcontext()
 
 
-
-
 def assert_no_empty_tensors(ckpt_dir: Path) -> None:
     """ZeRO-partitioned params saved without gathering come out as empty tensors; refuse them."""
     for f in ckpt_dir.glob("*.safetensors"):
@@ -82,8 +80,16 @@ def assert_no_empty_tensors(ckpt_dir: Path) -> None:
                     raise RuntimeError(f"checkpoint {f} holds an empty tensor '{key}': ZeRO gather failed")
 
 
-def save_checkpoint(engine: Any, tokenizer: Any, out_dir: Path | None, *, rank: int, zero_stage: int,
-                    state: TrainerState, probe: torch.Tensor | None) -> Path | None:
+def save_checkpoint(
+    engine: Any,
+    tokenizer: Any,
+    out_dir: Path | None,
+    *,
+    rank: int,
+    zero_stage: int,
+    state: TrainerState,
+    probe: torch.Tensor | None,
+) -> Path | None:
     """Save the engine's model; every rank must call this. Returns the directory on rank 0.
 
     Rank 0 writes into a temporary sibling renamed into place at the end (atomic); other ranks

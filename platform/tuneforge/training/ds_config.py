@@ -14,8 +14,9 @@ import torch
 from tuneforge.config import DistributedConfig, TrainerConfig
 
 
-def build_ds_config(trainer: TrainerConfig, dist: DistributedConfig, world_size: int,
-                    dtype: torch.dtype) -> dict[str, Any]:
+def build_ds_config(
+    trainer: TrainerConfig, dist: DistributedConfig, world_size: int, dtype: torch.dtype
+) -> dict[str, Any]:
     """The ds_config dict for ``deepspeed.initialize``."""
     zero: dict[str, Any] = {"stage": dist.zero_stage}
     if dist.zero_stage >= 1:

@@ -38,15 +38,17 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> t
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
 
 
-def setup_engine(model: torch.nn.Module, job: JobConfig, world_size: int, total_steps: int,
-                 dtype: torch.dtype) -> Any:
+def setup_engine(
+    model: torch.nn.Module, job: JobConfig, world_size: int, total_steps: int, dtype: torch.dtype
+) -> Any:
     """Wrap ``model`` in a DeepSpeed engine configured from the job spec."""
     import deepspeed
 
     t = job.trainer
     optimizer = build_optimizer(model, t.lr, t.weight_decay)
-    scheduler = get_scheduler(t.lr_scheduler, optimizer, num_warmup_steps=t.warmup_steps,
-                              num_training_steps=max(total_steps, 1))
+    scheduler = get_scheduler(
+        t.lr_scheduler, optimizer, num_warmup_steps=t.warmup_steps, num_training_steps=max(total_steps, 1)
+    )
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         optimizer=optimizer,

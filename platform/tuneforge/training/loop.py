@@ -79,9 +79,19 @@ def evaluate(engine: Any, batches: Iterable[Batch], device: torch.device) -> flo
     return total_loss / total_tokens if total_tokens else math.nan
 
 
-def run_loop(engine: Any, tokenizer: Any, job: JobConfig, *, rank: int, total_steps: int,
-             train_batches: Callable[[int], Iterable[Batch]], eval_batches: Callable[[], Iterable[Batch]],
-             reporter: Reporter, device: torch.device, config_hash: str) -> LoopResult:
+def run_loop(
+    engine: Any,
+    tokenizer: Any,
+    job: JobConfig,
+    *,
+    rank: int,
+    total_steps: int,
+    train_batches: Callable[[int], Iterable[Batch]],
+    eval_batches: Callable[[], Iterable[Batch]],
+    reporter: Reporter,
+    device: torch.device,
+    config_hash: str,
+) -> LoopResult:
     """Train for ``total_steps`` optimizer steps, cycling epochs, and save the final checkpoint."""
     t = job.trainer
     stage = job.distributed.zero_stage
@@ -105,8 +115,11 @@ def run_loop(engine: Any, tokenizer: Any, job: JobConfig, *, rank: int, total_st
             engine.backward(loss)
             engine.step()
             batches_in_epoch += 1
-            window_tokens += float(inputs["input_ids"].numel() if "attention_mask" not in inputs
-                                   else inputs["attention_mask"].sum())
+            window_tokens += float(
+                inputs["input_ids"].numel()
+                if "attention_mask" not in inputs
+                else inputs["attention_mask"].sum()
+            )
             window_loss.append(float(loss.detach()))
             if not engine.is_gradient_accumulation_boundary():
                 continue
@@ -114,11 +127,16 @@ def run_loop(engine: Any, tokenizer: Any, job: JobConfig, *, rank: int, total_st
             if step % max(t.log_every, 1) == 0 or step == total_steps:
                 train_time += time.perf_counter() - tick
                 tick = time.perf_counter()
-                loss_sum, n_loss, tok = _all_reduce_sum([sum(window_loss), len(window_loss), window_tokens],
-                                                        device)
+                loss_sum, n_loss, tok = _all_reduce_sum(
+                    [sum(window_loss), len(window_loss), window_tokens], device
+                )
                 tokens += tok
-                metrics = {"train_loss": loss_sum / max(n_loss, 1), "lr": float(engine.get_lr()[0]),
-                           "tokens_per_second": tokens / max(train_time, 1e-9), "epoch": float(epoch)}
+                metrics = {
+                    "train_loss": loss_sum / max(n_loss, 1),
+                    "lr": float(engine.get_lr()[0]),
+                    "tokens_per_second": tokens / max(train_time, 1e-9),
+                    "epoch": float(epoch),
+                }
                 window_loss, window_tokens = [], 0.0
                 reporter.log(metrics, step)
                 history.append({"step": float(step), **metrics})
@@ -127,9 +145,17 @@ def run_loop(engine: Any, tokenizer: Any, job: JobConfig, *, rank: int, total_st
                 reporter.log({"eval_loss": last_eval}, step)
                 history.append({"step": float(step), "eval_loss": last_eval})
             if t.checkpoint_every and step % t.checkpoint_every == 0 and step < total_steps:
-                _checkpoint_and_report(engine, tokenizer, rank, stage,
-                                       TrainerState(step, epoch, batches_in_epoch, config_hash),
-                                       {"step": float(step), "eval_loss": last_eval}, reporter, vocab, device)
+                _checkpoint_and_report(
+                    engine,
+                    tokenizer,
+                    rank,
+                    stage,
+                    TrainerState(step, epoch, batches_in_epoch, config_hash),
+                    {"step": float(step), "eval_loss": last_eval},
+                    reporter,
+                    vocab,
+                    device,
+                )
             if step >= total_steps:
                 break
         train_time += time.perf_counter() - tick
@@ -139,19 +165,40 @@ def run_loop(engine: Any, tokenizer: Any, job: JobConfig, *, rank: int, total_st
 
     eval_after = evaluate(engine, eval_batches(), device)
     tps = tokens / max(train_time, 1e-9)
-    final = {"step": float(step), "eval_loss": eval_after, "eval_loss_before": eval_before,
-             "train_tokens": tokens, "tokens_per_second": tps}
+    final = {
+        "step": float(step),
+        "eval_loss": eval_after,
+        "eval_loss_before": eval_before,
+        "train_tokens": tokens,
+        "tokens_per_second": tps,
+    }
     reporter.log({"eval_loss": eval_after}, step)
     history.append({"step": float(step), "eval_loss": eval_after})
-    _checkpoint_and_report(engine, tokenizer, rank, stage,
-                           TrainerState(step, max(epoch - 1, 0), batches_in_epoch, config_hash),
-                           final, reporter, vocab, device)
+    _checkpoint_and_report(
+        engine,
+        tokenizer,
+        rank,
+        stage,
+        TrainerState(step, max(epoch - 1, 0), batches_in_epoch, config_hash),
+        final,
+        reporter,
+        vocab,
+        device,
+    )
     return LoopResult(eval_before, eval_after, int(tokens), tps, step, history)
 
 
-def _checkpoint_and_report(engine: Any, tokenizer: Any, rank: int, stage: int, state: TrainerState,
-                           metrics: dict[str, float], reporter: Reporter, vocab: int,
-                           device: torch.device) -> None:
+def _checkpoint_and_report(
+    engine: Any,
+    tokenizer: Any,
+    rank: int,
+    stage: int,
+    state: TrainerState,
+    metrics: dict[str, float],
+    reporter: Reporter,
+    vocab: int,
+    device: torch.device,
+) -> None:
     """Save (collective), hand the directory to the reporter, then drop the local staging copy."""
     probe = probe_logits(engine.module, vocab, device)
     staging = Path(tempfile.mkdtemp(prefix="tuneforge-ckpt-")) if rank == 0 else None
