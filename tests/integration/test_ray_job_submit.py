@@ -76,7 +76,7 @@ def test_ray_job_submit_runs_finetune(ray_head, tuneforge_home: Path):
             break
         time.sleep(2)
     logs = _ray(ray_head, "logs", job_id)
-    assert f"job '{job_id}' succeeded" in status, f"{status}\n{logs[-3000:]}"
+    assert f"job '{job_id.lower()}' succeeded" in status, f"{status}\n{logs[-3000:]}"
     assert "step 10/10 train_loss" in logs
     summary = json.loads(logs.strip().splitlines()[-1])
     assert summary["registered_model"] == "via-ray-job" and summary["version"] == "1"

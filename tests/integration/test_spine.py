@@ -85,6 +85,7 @@ def test_full_registered_model_matches_trained(full_zero2):
     s = full_zero2
     assert (s.registered_model, s.version) == ("spine-full", "1")
     ids, trained_logits = load_probe(Path(s.checkpoint))
+    mlflow.set_tracking_uri(s.tracking_uri)
     model, tok = load_hf_model(f"models:/{s.registered_model}/{s.version}")
     assert torch.allclose(_logits(model, ids), trained_logits, atol=1e-5)
     assert tok.pad_token == "<|pad|>"
