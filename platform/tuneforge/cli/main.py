@@ -24,6 +24,15 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+def _register_subcommands() -> None:
+    """Command groups live in their own modules (one job each); main only wires them in."""
+    from tuneforge.cli.data_cmd import data_app
+    from tuneforge.cli.model_cmd import register_model_commands
+
+    app.add_typer(data_app, name="data", help="Inspect and validate datasets.")
+    register_model_commands(app)
+
+
 def _defaults_env() -> None:
     """Offline, quiet defaults for every command (the user's own settings win)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -86,6 +95,9 @@ def _print_summary(s: dict) -> None:
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+_register_subcommands()
 
 
 if __name__ == "__main__":
