@@ -31,6 +31,9 @@ def _register_subcommands() -> None:
 
     app.add_typer(data_app, name="data", help="Inspect and validate datasets.")
     register_model_commands(app)
+    from tuneforge.cli.registry_cmd import register_registry_commands
+
+    register_registry_commands(app, fail)
 
 
 def _defaults_env() -> None:

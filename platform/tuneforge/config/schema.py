@@ -57,6 +57,18 @@ class TinyModelConfig(_Section):
         return self
 
 
+class RopeScalingConfig(_Section):
+    """RoPE scaling for fine-tuning at a longer context than the base model was trained on."""
+
+    type: Literal["linear", "dynamic", "yarn"] = Field(
+        description="linear = position interpolation; dynamic = NTK-aware base rescaling past the base "
+        "length; yarn = YaRN (interpolation by frequency band + attention temperature)."
+    )
+    factor: float = Field(
+        gt=1, description="Context multiplier: new length = base max_position_embeddings x factor."
+    )
+
+
 class ModelConfig(_Section):
     """Which model to fine-tune and how to load it."""
 
@@ -78,6 +90,18 @@ class ModelConfig(_Section):
     )
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
         "auto", description="Attention kernel; auto lets transformers pick."
+    )
+    dropout: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Override every dropout probability the model config has (Llama: attention_dropout); "
+        "null keeps the base model's values.",
+    )
+    rope_scaling: RopeScalingConfig | None = Field(
+        None,
+        description="Extend the context window with RoPE scaling, e.g. {type: linear, factor: 2}; "
+        "null keeps the base model's position encoding.",
     )
 
 
@@ -150,7 +174,155 @@ class LoraMethod(_Section):
     )
 
 
-MethodConfig = Annotated[FullMethod | LoraMethod, Field(discriminator="name")]
+class FreezeMethod(_Section):
+    """Partial fine-tuning: train chosen layers/modules of the base model in full, freeze the rest.
+
+    Cheaper than ``full`` in optimizer memory (state only for trainable weights) while keeping the saved
+    artifact a plain HF model. ``unfreeze_every`` gives gradual unfreezing (ULMFiT style): start from the
+    top ``train_top_layers`` layers (1 when null) and unfreeze one more layer downwards every N steps.
+    """
+
+    name: Literal["freeze"] = Field("freeze", description="Method selector.")
+    train_top_layers: int | None = Field(
+        None, ge=0, description="Train the top N transformer blocks (+ the final norm); null = none."
+    )
+    trainable_modules: list[str] = Field(
+        default_factory=list,
+        description="Regexes searched in parameter names (e.g. 'mlp\\.down_proj'); matches are trained.",
+    )
+    train_embeddings: bool = Field(False, description="Train the input token embeddings.")
+    train_lm_head: bool = Field(False, description="Train the output projection (lm_head).")
+    unfreeze_every: int | None = Field(
+        None, ge=1, description="Gradual unfreezing: unfreeze one more block from the top every N steps."
+    )
+
+    @field_validator("trainable_modules")
+    @classmethod
+    def _regexes_compile(cls, value: list[str]) -> list[str]:
+        """A bad regex is a config error at submit time, not a crash inside a worker."""
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"invalid regex {pattern!r}: {e}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _trains_something(self) -> Self:
+        """A freeze config that trains no weight would run a whole job for nothing."""
+        if not (
+            self.train_top_layers
+            or self.trainable_modules
+            or self.train_embeddings
+            or self.train_lm_head
+            or self.unfreeze_every
+        ):
+            raise ValueError(
+                "freeze trains nothing: set train_top_layers, trainable_modules, train_embeddings, "
+                "train_lm_head or unfreeze_every"
+            )
+        return self
+
+
+class QLoraMethod(LoraMethod):
+    """QLoRA: LoRA adapters over a base quantized to 4 bits with bitsandbytes (CUDA only)."""
+
+    name: Literal["qlora"] = Field("qlora", description="Method selector.")  # type: ignore[assignment]
+    bits: Literal[4] = Field(4, description="Bits per base weight (bitsandbytes 4-bit).")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type; nf4 = NormalFloat4.")
+    double_quant: bool = Field(True, description="Also quantize the quantization constants (saves ~0.4 bit).")
+
+
+class PromptTuningMethod(_Section):
+    """Prompt tuning: learn ``num_virtual_tokens`` input embeddings prepended to every sequence."""
+
+    name: Literal["prompt_tuning"] = Field("prompt_tuning", description="Method selector.")
+    num_virtual_tokens: int = Field(8, ge=1, description="Learned soft-prompt length.")
+    init: Literal["random", "text"] = Field(
+        "random", description="random = random vocabulary embeddings; text = embeddings of init_text."
+    )
+    init_text: str | None = Field(
+        None, description="Text whose token embeddings start the prompt (init=text)."
+    )
+
+    @model_validator(mode="after")
+    def _text_needs_text(self) -> Self:
+        if self.init == "text" and not self.init_text:
+            raise ValueError("init 'text' needs init_text")
+        return self
+
+
+class PrefixTuningMethod(_Section):
+    """Prefix tuning: learn per-layer key/value prefixes (``num_virtual_tokens`` positions each)."""
+
+    name: Literal["prefix_tuning"] = Field("prefix_tuning", description="Method selector.")
+    num_virtual_tokens: int = Field(8, ge=1, description="Prefix length in every attention layer.")
+    prefix_projection: bool = Field(
+        False, description="Reparameterise the prefix through a 2-layer MLP (more params, steadier training)."
+    )
+    encoder_hidden_size: int | None = Field(
+        None, ge=1, description="Hidden width of the projection MLP; null = the model's hidden size."
+    )
+
+
+class PTuningMethod(_Section):
+    """P-tuning: virtual-token embeddings produced by a small trained encoder (MLP or LSTM)."""
+
+    name: Literal["p_tuning"] = Field("p_tuning", description="Method selector.")
+    num_virtual_tokens: int = Field(8, ge=1, description="Number of virtual tokens prepended.")
+    encoder_hidden_size: int | None = Field(
+        None, ge=1, description="Hidden width of the prompt encoder; null = the model's hidden size."
+    )
+    encoder_reparameterization_type: Literal["MLP", "LSTM"] = Field(
+        "MLP", description="Prompt encoder: 3-layer MLP, or bidirectional 2-layer LSTM + MLP head."
+    )
+
+
+class IA3Method(_Section):
+    """IA3: learn per-channel scaling vectors on chosen projections (the fewest trainable weights)."""
+
+    name: Literal["ia3"] = Field("ia3", description="Method selector.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["k_proj", "v_proj", "down_proj"],
+        description="Module names whose activations get learned scales.",
+    )
+    feedforward_modules: list[str] = Field(
+        default_factory=lambda: ["down_proj"],
+        description="Subset of target_modules scaled on their input (feed-forward) instead of their output.",
+    )
+
+    @model_validator(mode="after")
+    def _ff_subset(self) -> Self:
+        """peft rejects feed-forward modules that are not targets; say so before any work."""
+        extra = sorted(set(self.feedforward_modules) - set(self.target_modules))
+        if extra:
+            raise ValueError(f"feedforward_modules {extra} must also be in target_modules")
+        return self
+
+
+MethodConfig = Annotated[
+    FullMethod
+    | LoraMethod
+    | FreezeMethod
+    | QLoraMethod
+    | PromptTuningMethod
+    | PrefixTuningMethod
+    | PTuningMethod
+    | IA3Method,
+    Field(discriminator="name"),
+]
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop when the eval metric has not improved for ``patience`` consecutive evaluations."""
+
+    metric: Literal["eval_loss"] = Field("eval_loss", description="Metric watched (lower is better).")
+    patience: int = Field(2, ge=1, description="Evaluations without improvement before stopping.")
+    min_delta: float = Field(
+        0.0, ge=0, description="An evaluation improves only if it beats the best so far by more than this."
+    )
 
 
 class TrainerConfig(_Section):
@@ -160,10 +332,14 @@ class TrainerConfig(_Section):
     num_epochs: int = Field(1, ge=1, description="Passes over the train data when max_steps is null.")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    lr_scheduler: Literal["constant", "linear", "cosine"] = Field(
-        "cosine", description="Learning-rate decay after warmup."
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
+        "cosine",
+        description="LR shape after warmup: linear and cosine decay to 0; constant takes no warmup.",
     )
     warmup_steps: int = Field(0, ge=0, description="Linear warmup steps.")
+    warmup_ratio: float | None = Field(
+        None, ge=0, lt=1, description="Warmup as a share of all steps (rounded up); excludes warmup_steps."
+    )
     micro_batch_size: int = Field(4, ge=1, description="Sequences per worker per forward pass.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
     max_seq_len: int = Field(256, ge=1, description="Tokens per training sequence.")
@@ -175,10 +351,27 @@ class TrainerConfig(_Section):
     )
     log_every: int = Field(10, ge=1, description="Log metrics every N steps.")
     checkpoint_every: int = Field(0, ge=0, description="Checkpoint every N steps; 0 = only at the end.")
-    seed: int = Field(42, description="Seed for data order, splits and weight init.")
+    seed: int = Field(42, description="Seed for data order, splits, weight init and dropout.")
+    deterministic: bool = Field(
+        False, description="Use deterministic kernels too (bit-identical reruns on GPU; slower)."
+    )
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="Stop when eval stops improving, e.g. {patience: 2}; needs eval_every > 0."
+    )
     output_dir: str | None = Field(
         None, description="Run output directory; null = .tuneforge/runs/<run name>."
     )
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> Self:
+        """Reject combinations that would silently do something other than what was written."""
+        if self.warmup_ratio is not None and self.warmup_steps:
+            raise ValueError("set either warmup_steps or warmup_ratio, not both")
+        if self.lr_scheduler == "constant" and (self.warmup_steps or self.warmup_ratio):
+            raise ValueError("lr_scheduler 'constant' has no warmup; use 'constant_with_warmup'")
+        if self.early_stopping is not None and not self.eval_every:
+            raise ValueError("early_stopping needs eval_every > 0 (it decides at each evaluation)")
+        return self
 
 
 class DistributedConfig(_Section):
@@ -236,3 +429,21 @@ class JobConfig(_Section):
     )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking.")
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow model registry.")
+
+    @model_validator(mode="after")
+    def _check_context_length(self) -> Self:
+        """A tiny model's length is known on the driver: refuse sequences its positions cannot cover.
+
+        A local base model's length is only known once its config is read; ``models.factory`` applies
+        the scaling there.
+        """
+        tiny, rope = self.model.tiny, self.model.rope_scaling
+        if self.model.name_or_path is None:
+            limit = tiny.max_position_embeddings * (rope.factor if rope else 1)
+            if self.trainer.max_seq_len > limit:
+                raise ValueError(
+                    f"trainer.max_seq_len ({self.trainer.max_seq_len}) exceeds the tiny model's context "
+                    f"({int(limit)} = max_position_embeddings x rope factor); set model.rope_scaling "
+                    "or raise model.tiny.max_position_embeddings"
+                )
+        return self

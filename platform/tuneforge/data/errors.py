@@ -15,13 +15,19 @@ class DataError(ValueError):
         line: 1-based line number of the record (0 when unknown or for a whole-file problem).
         field: a path into the record such as ``messages[2].role`` ("" for the record as a whole).
         message: what is wrong, in words, without the location.
+        kind: a short category (``invalid_json``, ``encoding``, ``schema``, ``format_mismatch``,
+            ``no_trainable_turn``, ``empty_file``, ...) so that ``on_bad_record: skip`` can count
+            skipped records per kind and show the first examples of each.
     """
 
-    def __init__(self, message: str, file: str = "", line: int = 0, field: str = "") -> None:
+    def __init__(
+        self, message: str, file: str = "", line: int = 0, field: str = "", kind: str = "schema"
+    ) -> None:
         self.message = message
         self.file = file
         self.line = line
         self.field = field
+        self.kind = kind
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -34,6 +40,10 @@ class DataError(ValueError):
     def __str__(self) -> str:
         return self._render()
 
-    def __reduce__(self) -> tuple[type[DataError], tuple[str, str, int, str]]:
+    def to_dict(self) -> dict[str, str | int]:
+        """The JSON form ``tuneforge data validate --json`` prints and the run logs."""
+        return {"line": self.line, "field": self.field, "message": self.message, "kind": self.kind}
+
+    def __reduce__(self) -> tuple[type[DataError], tuple[str, str, int, str, str]]:
         # Keep the structured attributes when the error crosses a process boundary (Ray tasks pickle it).
-        return (type(self), (self.message, self.file, self.line, self.field))
+        return (type(self), (self.message, self.file, self.line, self.field, self.kind))

@@ -2,18 +2,39 @@
 
 Nothing here downloads: ``name_or_path`` must be a local directory (``HF_HUB_OFFLINE`` is honoured
 by transformers), and remote code runs only when the config says so.
+
+Config overrides (``model.dropout``, ``model.rope_scaling``) are applied in ``load_model``, the one
+path every worker takes for tiny and real bases alike: the base directory stays the unmodified base
+model, and the trained checkpoints carry the overridden config (so they reload as trained).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from tuneforge.config import ModelConfig, TinyModelConfig
+from tuneforge.config.schema import RopeScalingConfig
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# Dropout probabilities ``model.dropout`` sets, where a config has them. Llama has only
+# ``attention_dropout`` (its MLP and residual paths have no dropout); the others cover
+# Mistral/Qwen (attention_dropout), GPT-2/GPT-J (resid/embd/attn_pdrop), BERT-like and OPT configs.
+DROPOUT_FIELDS = (
+    "attention_dropout",
+    "hidden_dropout",
+    "dropout",
+    "activation_dropout",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+)
 
 
 def resolve_dtype(name: str, use_gpu: bool) -> torch.dtype:
@@ -49,9 +70,75 @@ def build_tiny_model(
         return LlamaForCausalLM(config)
 
 
+def apply_dropout(config: Any, p: float) -> list[str]:
+    """Set every known dropout field the config has to ``p``; return the fields set.
+
+    A config with none of them would silently train without the requested regularisation, so
+    that is an error.
+    """
+    fields = [name for name in DROPOUT_FIELDS if hasattr(config, name)]
+    if not fields:
+        raise ValueError(f"model.dropout: {type(config).__name__} has none of the fields {DROPOUT_FIELDS}")
+    for name in fields:
+        setattr(config, name, p)
+    return fields
+
+
+def apply_rope_scaling(config: Any, scaling: RopeScalingConfig) -> None:
+    """Extend the context window: write transformers-5 ``rope_parameters`` and the new length.
+
+    ``factor`` is relative to the base's ``max_position_embeddings`` L. ``linear`` and ``yarn`` make
+    the model's length L x factor (yarn also records L as ``original_max_position_embeddings``, which
+    its frequency bands need); ``dynamic`` keeps L, the length past which it rescales the RoPE base.
+    Applying the same scaling twice (a checkpoint trained with it) is a no-op; a base that already
+    uses another scaling is an error, since stacking them has no defined meaning.
+    """
+    current = dict(getattr(config, "rope_parameters", None) or {})
+    if not current:
+        raise ValueError(f"model.rope_scaling: {type(config).__name__} has no RoPE parameters to scale")
+    rope_type = current.get("rope_type", current.get("type", "default"))
+    if rope_type == scaling.type and float(current.get("factor", 0)) == scaling.factor:
+        return
+    if rope_type != "default":
+        raise ValueError(
+            f"model.rope_scaling: the base model already uses RoPE scaling '{rope_type}' "
+            f"(factor {current.get('factor')}); refusing to stack '{scaling.type}' on it"
+        )
+    base_len = int(config.max_position_embeddings)
+    kept = ("rope_theta", "partial_rotary_factor")
+    params: dict[str, Any] = {k: v for k, v in current.items() if k in kept}
+    params.update(rope_type=scaling.type, factor=scaling.factor)
+    if scaling.type == "yarn":
+        params["original_max_position_embeddings"] = base_len
+    config.rope_parameters = params
+    if scaling.type in ("linear", "yarn"):
+        config.max_position_embeddings = int(base_len * scaling.factor)
+    if hasattr(config, "validate_rope"):
+        config.validate_rope()
+
+
+def apply_overrides(config: Any, cfg: ModelConfig) -> Any:
+    """Apply ``model.dropout`` and ``model.rope_scaling`` to a loaded or built model config."""
+    if cfg.dropout is not None:
+        apply_dropout(config, cfg.dropout)
+    if cfg.rope_scaling is not None:
+        apply_rope_scaling(config, cfg.rope_scaling)
+    return config
+
+
 def load_model(path: str | Path, cfg: ModelConfig, use_gpu: bool = False) -> PreTrainedModel:
-    """Load a local causal LM with the configured dtype, attention kernel and remote-code policy."""
-    kwargs: dict = {"dtype": resolve_dtype(cfg.dtype, use_gpu), "trust_remote_code": cfg.trust_remote_code}
+    """Load a local causal LM with the configured dtype, attention kernel, remote-code policy and overrides.
+
+    RoPE buffers are not saved weights (they are computed from the config at construction), so
+    scaling the config before ``from_pretrained`` is all it takes.
+    """
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=cfg.trust_remote_code)
+    apply_overrides(config, cfg)
+    kwargs: dict = {
+        "config": config,
+        "dtype": resolve_dtype(cfg.dtype, use_gpu),
+        "trust_remote_code": cfg.trust_remote_code,
+    }
     if cfg.attn_implementation != "auto":
         kwargs["attn_implementation"] = cfg.attn_implementation
     return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)

@@ -6,13 +6,16 @@ so there is no launcher and no ``init_distributed`` call here.
 
 from __future__ import annotations
 
+import math
 import os
+import random
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 from transformers import get_scheduler
 
-from tuneforge.config import JobConfig
+from tuneforge.config import JobConfig, TrainerConfig
 from tuneforge.training.ds_config import build_ds_config
 
 
@@ -28,7 +31,11 @@ def configure_accelerator(use_gpu: bool, extensions_dir: str | None) -> None:
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW over trainable params; no decay on biases and norms (the usual LLM recipe)."""
+    """AdamW over trainable params; no decay on biases and norm weights (the usual LLM recipe).
+
+    Decaying a norm's gain or a bias pulls it towards 0, which changes what the layer computes rather
+    than regularising it; 1-D tensors are exactly those. Embeddings and projections decay.
+    """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -36,6 +43,51 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> t
         (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed every RNG a training step can draw from (Python, NumPy, torch on all devices).
+
+    All ranks use the same seed: anything created after seeding (adapter init, dropout streams)
+    must agree across ranks, and different data per rank already decorrelates the dropout masks.
+    ``deterministic`` also pins the kernels; on CPU the default kernels already are deterministic,
+    on GPU bit-identical reruns need it (and cuBLAS's workspace setting, set here).
+    """
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover - numpy ships with torch's dependencies here
+        pass
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def warmup_steps_for(trainer: TrainerConfig, total_steps: int) -> int:
+    """``warmup_ratio`` of the run (rounded up, so a non-zero ratio always warms up) or ``warmup_steps``."""
+    if trainer.warmup_ratio is not None:
+        return math.ceil(trainer.warmup_ratio * total_steps)
+    return trainer.warmup_steps
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, trainer: TrainerConfig, total_steps: int
+) -> LRScheduler:
+    """The per-optimizer-step LR multiplier: linear warmup from 0, then the configured shape.
+
+    transformers' schedules are used as they are (``constant`` has no warmup, which the config
+    rejects; ``linear``/``cosine`` reach 0 at ``total_steps``). The same function drives the
+    DeepSpeed engine and the plain-PyTorch reference in the tests, so they agree by construction.
+    """
+    return get_scheduler(
+        trainer.lr_scheduler,
+        optimizer,
+        num_warmup_steps=warmup_steps_for(trainer, total_steps),
+        num_training_steps=max(total_steps, 1),
+    )
 
 
 def setup_engine(
@@ -46,9 +98,7 @@ def setup_engine(
 
     t = job.trainer
     optimizer = build_optimizer(model, t.lr, t.weight_decay)
-    scheduler = get_scheduler(
-        t.lr_scheduler, optimizer, num_warmup_steps=t.warmup_steps, num_training_steps=max(total_steps, 1)
-    )
+    scheduler = build_scheduler(optimizer, t, total_steps)
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         optimizer=optimizer,

@@ -1,0 +1,132 @@
+"""``tuneforge eval | promote | rollback | models show``: evaluation and the promotion gate."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+from tuneforge.cli.errors import user_errors
+
+models_app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+def _uri(tracking_uri: str | None) -> str:
+    from tuneforge.tracking import resolve_tracking_uri
+
+    import mlflow
+
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _parse_guard(spec: str):
+    from tuneforge.registry.promotion import Guard
+
+    path, _, tol = spec.partition(":")
+    try:
+        return Guard(path, float(tol) if tol else 0.0)
+    except ValueError:
+        raise ValueError(f"--guard {spec}: expected FILE or FILE:TOLERANCE (a number)") from None
+
+
+def register_registry_commands(app: typer.Typer, fail) -> None:
+    """Attach eval/promote/rollback and the ``models`` group to the top-level app."""
+
+    @app.command("eval")
+    def eval_cmd(
+        model: str = typer.Argument(..., help="Path, run id, runs:/ or models:/NAME/VERSION|@alias"),
+        data: str = typer.Option(..., "--data", help="Held-out records (any supported format)."),
+        metric: list[str] = typer.Option(["eval_loss"], "--metric", help="eval_loss, rougeL, exact_match, chrf"),
+        tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Evaluate a model: each metric with a bootstrap 95% interval; logged as an MLflow run."""
+        with user_errors(fail):
+            uri = _uri(tracking_uri)
+            from tuneforge.evaluation.evaluate import evaluate
+            from tuneforge.registry.resolve import load_model_ref
+
+            m, tok = load_model_ref(model)
+            report = evaluate(m, tok, data, metric)
+            summary: dict[str, Any] = {"model": model, **report.summary()}
+            summary["run_id"] = _log_eval(uri, model, summary)
+        for name in metric:
+            iv = summary[name]
+            typer.echo(f"{name:12s} {iv['mean']:.4f}  95% CI [{iv['low']:.4f}, {iv['high']:.4f}]  (n={report.n})",
+                       err=True)
+        if as_json:
+            print(json.dumps(summary))
+
+    @app.command()
+    def promote(
+        name: str = typer.Argument(..., help="Registered model name"),
+        candidate: str = typer.Option(..., "--candidate", help="Version number or training run id"),
+        data: str = typer.Option(..., "--data", help="Held-out eval set shared by both models"),
+        metric: str = typer.Option("eval_loss", "--metric"),
+        min_delta: float = typer.Option(0.0, "--min-delta", help="Smallest improvement that counts"),
+        guard: list[str] = typer.Option([], "--guard", help="FILE[:TOLERANCE] that must not regress"),
+        tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Promote CANDIDATE to champion only if it beats the champion with 95% confidence."""
+        with user_errors(fail):
+            from tuneforge.registry.promotion import promote as do_promote
+
+            d = do_promote(name, candidate, data, _uri(tracking_uri), metric, min_delta,
+                           [_parse_guard(g) for g in guard])
+        verdict = "PROMOTED to champion" if d.promoted else "REJECTED (kept as challenger)"
+        typer.echo(f"{name} v{d.candidate_version}: {verdict}; champion was "
+                   f"{'v' + d.champion_version if d.champion_version else 'none'}", err=True)
+        for r in d.reasons:
+            typer.echo(f"  - {r}", err=True)
+        if as_json:
+            print(json.dumps(d.to_dict()))
+
+    @app.command()
+    def rollback(name: str, tracking_uri: str | None = typer.Option(None, "--tracking-uri")) -> None:
+        """Move ``champion`` back to the ``previous`` version."""
+        with user_errors(fail):
+            from tuneforge.registry.promotion import rollback as do_rollback
+
+            new, old = do_rollback(name, _uri(tracking_uri))
+        typer.echo(f"{name}: champion is v{new} again (v{old} is now 'previous')", err=True)
+
+    @models_app.command("show")
+    def show(name: str, tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+        """List versions with aliases, metrics and lineage."""
+        with user_errors(fail):
+            from tuneforge.registry.promotion import show as do_show
+
+            info = do_show(name, _uri(tracking_uri))
+        for v in info["versions"]:
+            aliases = ",".join(v["aliases"]) or "-"
+            metrics = " ".join(f"{k}={val:.4f}" for k, val in v["metrics"].items())
+            typer.echo(f"v{v['version']:<4} {aliases:20s} {metrics}", err=True)
+        if as_json:
+            print(json.dumps({"name": info["name"], "versions": [
+                {k: v[k] for k in ("version", "aliases", "metrics", "tags")} for v in info["versions"]]}))
+
+    app.add_typer(models_app, name="models", help="Inspect registered models.")
+
+
+def _log_eval(uri: str, model_ref: str, summary: dict[str, Any]) -> str:
+    """An evaluation run, tagged with the model it scored (and its registry version when it has one)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tuneforge-evals")
+    exp_id = exp.experiment_id if exp else client.create_experiment("tuneforge-evals")
+    run = client.create_run(exp_id, tags={"tuneforge.model_ref": model_ref})
+    for k, v in summary.items():
+        if isinstance(v, dict):
+            for part, val in v.items():
+                client.log_metric(run.info.run_id, f"{k}_{part}", float(val))
+        elif isinstance(v, int | float):
+            client.log_metric(run.info.run_id, k, float(v))
+    client.log_param(run.info.run_id, "data_hash", summary["data_hash"])
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id

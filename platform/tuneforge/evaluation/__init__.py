@@ -1,0 +1,1 @@
+"""Evaluation: per-example loss and task metrics, bootstrap confidence intervals. No Ray here."""

@@ -1,0 +1,1 @@
+"""Model registry: resolve model references, gate promotion on evaluation, roll back. No Ray here."""
