@@ -1,308 +1,81 @@
-"""Readers: OpenAI-chat JSONL and Alpaca (JSON array or JSONL) files -> ``Conversation`` records.
+"""Readers: files in any supported format -> ``Conversation`` records, with a bad-record policy.
 
 Every problem with the input is a ``DataError`` naming the file, the 1-based line and the field, so
-a user can fix the data without reading code. ``.jsonl`` files are streamed line by line; ``.json``
-files must hold one JSON array and are read whole (JSON arrays cannot be streamed with the standard
-library), with each record's line taken from where its element starts.
+a user can fix the data without reading code. ``on_bad="error"`` raises the first one;
+``on_bad="skip"`` drops the record and counts it in a ``ProblemLog`` (per kind, first examples, and
+the first ``max_errors`` errors in full for ``tuneforge data validate``). File-level problems (empty
+file, truncated JSON array, unknown extension) always raise: there is nothing left to skip to.
 
-The functions are pure (no Ray): Ray Data glue calls ``conversations_from_bytes`` on the output of
-``read_binary_files`` and ships ``Conversation.to_dict()`` rows.
+Formats are detected per file (the first readable record fixes it; every later record must match)
+unless given explicitly. The functions are pure (no Ray): the Ray Data glue calls ``parse_bytes`` on
+the bytes of each file and ships ``Conversation.to_dict()`` rows.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tuneforge.data.errors import DataError
-from tuneforge.data.ir import ROLES, Conversation, Message
+from tuneforge.data.files import iter_items, read_bytes, sha256_hex
+from tuneforge.data.formats import SUPPORTED_FORMATS, FormatSpec, detect_format, record_to_ir
+from tuneforge.data.ir import Conversation
+from tuneforge.data.registry import is_registry, resolve, split_ref
 
-#: Formats ``detect_format`` recognises, with the keys that identify them (checked in this order).
-FORMAT_KEYS: dict[str, str] = {
-    "openai": "'messages'",
-    "alpaca": "'instruction' + 'output'",
-    "sharegpt": "'conversations'",
-    "text": "'text'",
-}
-#: Formats ``record_to_ir`` can convert today; the others are recognised so the error can say so.
-SUPPORTED_FORMATS: tuple[str, ...] = ("alpaca", "openai")
-
-_JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
+BAD_RECORD_POLICIES = ("error", "skip")
 
 
-def _json_type(value: Any) -> str:
-    """The JSON name of a Python value's type, for error messages written in the user's terms."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+@dataclass
+class ProblemLog:
+    """Skipped records of one file or a whole job: counts per kind and the first examples of each."""
+
+    max_examples: int = 3
+    max_errors: int = 50
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[DataError] = field(default_factory=list)
+
+    def add(self, err: DataError) -> None:
+        self.counts[err.kind] = self.counts.get(err.kind, 0) + 1
+        shown = self.examples.setdefault(err.kind, [])
+        if len(shown) < self.max_examples:
+            shown.append(str(err))
+        if len(self.errors) < self.max_errors:
+            self.errors.append(err)
+
+    def merge(self, other: ProblemLog) -> None:
+        for kind, n in other.counts.items():
+            self.counts[kind] = self.counts.get(kind, 0) + n
+            shown = self.examples.setdefault(kind, [])
+            shown.extend(other.examples.get(kind, [])[: self.max_examples - len(shown)])
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"skipped": N, "by_kind": {kind: {"count", "examples"}}}`` -- logged to MLflow as JSON."""
+        return {
+            "skipped": self.total,
+            "by_kind": {
+                k: {"count": n, "examples": self.examples.get(k, [])} for k, n in self.counts.items()
+            },
+        }
 
 
-# ---------------------------------------------------------------------------------------------- raw records
+@dataclass
+class ParsedFile:
+    """One input after parsing: where it came from, its format, its hash and its good records."""
 
-
-def _records_from_lines(lines: Iterable[bytes], source: str) -> Iterator[tuple[int, Any]]:
-    """JSON Lines: one value per non-blank line, numbered from 1."""
-    for number, raw in enumerate(lines, start=1):
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})", source, number) from None
-        if not text.strip():
-            continue
-        try:
-            yield number, json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", source, number) from None
-
-
-def _records_from_json_array(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    """A JSON array, element by element, each with the line its element starts on.
-
-    ``raw_decode`` parses one element at a time, so line numbers cost one newline count over the
-    text between elements (linear overall) instead of a second parse.
-    """
-    decoder = json.JSONDecoder()
-
-    def skip_ws(pos: int) -> int:
-        match = _JSON_WHITESPACE.match(text, pos)
-        assert match is not None  # the pattern matches the empty string
-        return match.end()
-
-    def line_of(pos: int) -> int:
-        return text.count("\n", 0, pos) + 1
-
-    pos = skip_ws(1 if text.startswith("\ufeff") else 0)
-    if not text.startswith("[", pos):
-        raise DataError(
-            "expected a JSON array of records (for one record per line, name the file .jsonl)",
-            source,
-            line_of(pos),
-        )
-    pos = skip_ws(pos + 1)
-    line, counted_to = line_of(pos), pos
-    if not text.startswith("]", pos):
-        while True:
-            line += text.count("\n", counted_to, pos)
-            counted_to = pos
-            try:
-                value, pos = decoder.raw_decode(text, pos)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", source, exc.lineno) from None
-            yield line, value
-            pos = skip_ws(pos)
-            if text.startswith(",", pos):
-                pos = skip_ws(pos + 1)
-            elif text.startswith("]", pos):
-                break
-            else:
-                raise DataError(
-                    "invalid JSON: expected ',' or ']' after an array element", source, line_of(pos)
-                )
-    if skip_ws(pos + 1) != len(text):
-        raise DataError("invalid JSON: extra data after the array", source, line_of(skip_ws(pos + 1)))
-
-
-def _only_objects(records: Iterable[tuple[int, Any]], source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for line, value in records:
-        if not isinstance(value, dict):
-            raise DataError(f"a record must be a JSON object, got {_json_type(value)}", source, line)
-        yield line, value
-
-
-def _raw_records_from_bytes(data: bytes, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    suffix = _suffix(source)
-    if suffix == ".jsonl":
-        return _only_objects(_records_from_lines(data.splitlines(), source), source)
-    return _only_objects(_records_from_json_array(_decode_whole(data, source), source), source)
-
-
-def _suffix(source: str) -> str:
-    suffix = Path(source).suffix.lower()
-    if suffix not in (".jsonl", ".json"):
-        raise DataError(
-            f"unsupported file extension {suffix or '(none)'!r}; expected .jsonl or .json", source
-        )
-    return suffix
-
-
-def _decode_whole(data: bytes, source: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"not valid UTF-8 ({exc.reason})", source, line) from None
-
-
-def iter_raw_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line, record)`` for every record of a ``.jsonl`` or ``.json`` (array) file.
-
-    ``.jsonl`` is streamed (constant memory); blank lines are skipped but still counted.
-    """
-    source = str(path)
-    if _suffix(source) == ".json":
-        yield from _raw_records_from_bytes(Path(path).read_bytes(), source)
-        return
-    with open(path, "rb") as handle:
-        yield from _only_objects(_records_from_lines(handle, source), source)
-
-
-# ---------------------------------------------------------------------------------------------- formats
-
-
-def detect_format(record: dict[str, Any], *, source: str = "", line: int = 0) -> str:
-    """Name the format of one record from its keys: openai, alpaca, sharegpt or text.
-
-    Alpaca is recognised by ``instruction`` alone, so a record that lacks ``output`` gets the precise
-    "output: missing required field" from ``record_to_ir`` instead of a vaguer "unknown format".
-    """
-    if "messages" in record:
-        return "openai"
-    if "instruction" in record:
-        return "alpaca"
-    if "conversations" in record:
-        return "sharegpt"
-    if "text" in record:
-        return "text"
-    keys = ", ".join(sorted(record)) or "none"
-    known = "; ".join(f"{name} ({keys_})" for name, keys_ in FORMAT_KEYS.items())
-    raise DataError(
-        f"cannot tell the record's format from its keys ({keys}); known formats: {known}", source, line
-    )
-
-
-def record_to_ir(record: dict[str, Any], fmt: str, source: str, line: int) -> Conversation:
-    """Convert one raw record of format ``fmt`` into a validated ``Conversation``."""
-    if fmt == "openai":
-        return _openai_to_ir(record, source, line)
-    if fmt == "alpaca":
-        return _alpaca_to_ir(record, source, line)
-    if fmt in FORMAT_KEYS:
-        supported = ", ".join(SUPPORTED_FORMATS)
-        raise DataError(f"format {fmt!r} is not supported yet; supported: {supported}", source, line)
-    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMAT_KEYS)}")
-
-
-def _openai_to_ir(record: dict[str, Any], source: str, line: int) -> Conversation:
-    if "messages" not in record:
-        raise DataError("missing required field", source, line, "messages")
-    raw = record["messages"]
-    if not isinstance(raw, list) or not raw:
-        got = "an empty array" if raw == [] else _json_type(raw)
-        raise DataError(f"must be a non-empty array of messages, got {got}", source, line, "messages")
-    messages = tuple(_openai_message(m, f"messages[{i}]", source, line) for i, m in enumerate(raw))
-    if not any(m.role == "assistant" for m in messages):
-        raise DataError(
-            "no assistant message; a training record needs at least one", source, line, "messages"
-        )
-    return Conversation(messages=messages, source=source, line=line, mode="chat")
-
-
-def _openai_message(msg: Any, field: str, source: str, line: int) -> Message:
-    if not isinstance(msg, dict):
-        raise DataError(f"a message must be an object, got {_json_type(msg)}", source, line, field)
-    if "role" not in msg:
-        raise DataError("missing required field", source, line, f"{field}.role")
-    role = msg["role"]
-    if role not in ROLES:
-        raise DataError(
-            f"unknown role {role!r}; expected one of {', '.join(ROLES)}", source, line, f"{field}.role"
-        )
-    for key in ("tool_calls", "function_call"):
-        if msg.get(key):
-            raise DataError(
-                "tool calls are not supported yet; drop this record or convert the call to text",
-                source,
-                line,
-                f"{field}.{key}",
-            )
-    content = _openai_content(msg, f"{field}.content", source, line)
-    return Message(
-        role=role, content=content, train=_openai_weight(msg, role, f"{field}.weight", source, line)
-    )
-
-
-def _openai_content(msg: dict[str, Any], field: str, source: str, line: int) -> str:
-    """A string, or OpenAI's list of ``{"type": "text", "text": ...}`` parts joined without separator."""
-    if "content" not in msg:
-        raise DataError("missing required field", source, line, field)
-    content = msg["content"]
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise DataError(
-            f"must be a string or an array of text parts, got {_json_type(content)}", source, line, field
-        )
-    texts = []
-    for j, part in enumerate(content):
-        if not isinstance(part, dict):
-            raise DataError(
-                f"a content part must be an object, got {_json_type(part)}", source, line, f"{field}[{j}]"
-            )
-        if part.get("type") != "text":
-            raise DataError(
-                f"unsupported content part type {part.get('type')!r}; only 'text' is supported",
-                source,
-                line,
-                f"{field}[{j}].type",
-            )
-        if not isinstance(part.get("text"), str):
-            got = _json_type(part.get("text"))
-            raise DataError(f"must be a string, got {got}", source, line, f"{field}[{j}].text")
-        texts.append(part["text"])
-    return "".join(texts)
-
-
-def _openai_weight(msg: dict[str, Any], role: str, field: str, source: str, line: int) -> bool | None:
-    """OpenAI's per-assistant-message ``weight`` (0 or 1) -> ``Message.train``; absent -> None (default)."""
-    if "weight" not in msg:
-        return None
-    weight = msg["weight"]
-    if role != "assistant":
-        raise DataError("only assistant messages take a weight", source, line, field)
-    if type(weight) is not int or weight not in (0, 1):
-        raise DataError(f"must be 0 or 1, got {json.dumps(weight)}", source, line, field)
-    return weight == 1
-
-
-def _alpaca_to_ir(record: dict[str, Any], source: str, line: int) -> Conversation:
-    """instruction [+ "\\n\\n" + input] -> user, output -> assistant, optional system first."""
-    instruction = _required_str(record, "instruction", source, line)
-    output = _required_str(record, "output", source, line)
-    extra_input = _optional_str(record, "input", source, line)
-    system = _optional_str(record, "system", source, line)
-    messages = [Message("system", system)] if system else []
-    messages.append(Message("user", f"{instruction}\n\n{extra_input}" if extra_input else instruction))
-    messages.append(Message("assistant", output))
-    return Conversation(messages=tuple(messages), source=source, line=line, mode="instruct")
-
-
-def _required_str(record: dict[str, Any], key: str, source: str, line: int) -> str:
-    if key not in record:
-        raise DataError("missing required field", source, line, key)
-    value = _optional_str(record, key, source, line)
-    if not value.strip():
-        raise DataError("must not be empty", source, line, key)
-    return value
-
-
-def _optional_str(record: dict[str, Any], key: str, source: str, line: int) -> str:
-    """A string field that may be absent or null (both read as "")."""
-    value = record.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise DataError(f"must be a string, got {_json_type(value)}", source, line, key)
-    return value
-
-
-# ---------------------------------------------------------------------------------------------- files
+    source: str
+    path: str
+    format: str
+    sha256: str
+    conversations: list[Conversation]
+    problems: ProblemLog
+    records_seen: int = 0
 
 
 def _check_fmt(fmt: str) -> None:
@@ -310,31 +83,101 @@ def _check_fmt(fmt: str) -> None:
         raise ValueError(f"unknown format {fmt!r}; expected auto, {', '.join(SUPPORTED_FORMATS)}")
 
 
-def _conversations(
-    records: Iterable[tuple[int, dict[str, Any]]], source: str, fmt: str
+def _check_policy(on_bad: str) -> None:
+    if on_bad not in BAD_RECORD_POLICIES:
+        raise ValueError(
+            f"unknown on_bad_record {on_bad!r}; expected one of {', '.join(BAD_RECORD_POLICIES)}"
+        )
+
+
+def parse_bytes(
+    data: bytes,
+    source: str,
+    fmt: str | FormatSpec = "auto",
+    *,
+    on_bad: str = "error",
+    max_errors: int = 50,
+) -> ParsedFile:
+    """Parse one file's bytes; ``source`` is its path (the extension picks the file type)."""
+    _check_policy(on_bad)
+    explicit = not isinstance(fmt, FormatSpec) and fmt != "auto"
+    if not isinstance(fmt, FormatSpec):
+        _check_fmt(fmt)
+    spec: FormatSpec | None = fmt if isinstance(fmt, FormatSpec) else (FormatSpec(fmt) if explicit else None)
+    problems = ProblemLog(max_errors=max_errors)
+    convs: list[Conversation] = []
+    seen = 0
+    for line, item in iter_items(data, source):
+        seen += 1
+        try:
+            if isinstance(item, DataError):
+                raise item
+            if spec is None:
+                spec = FormatSpec(detect_format(item, source=source, line=line))
+            elif (
+                not explicit
+                and not spec.columns
+                and (found := detect_format(item, source=source, line=line)) != spec.name
+            ):
+                raise DataError(
+                    f"record is in {found!r} format but the file's first record is {spec.name!r}; "
+                    "one file must hold one format",
+                    source,
+                    line,
+                    kind="format_mismatch",
+                )
+            convs.append(record_to_ir(item, spec, source, line, explicit=explicit))
+        except DataError as err:
+            if on_bad == "error":
+                raise
+            problems.add(err)
+    if seen == 0:
+        raise DataError("file is empty: no records", source, kind="empty_file")
+    name = spec.name if spec is not None else "unknown"
+    return ParsedFile(source, source, name, sha256_hex(data), convs, problems, seen)
+
+
+def read_source(
+    path: str | Path,
+    fmt: str = "auto",
+    name: str | None = None,
+    *,
+    on_bad: str = "error",
+    max_errors: int = 50,
+) -> ParsedFile:
+    """Read one input as named in a config: a file, a URL, or a registry entry (``name`` / ``#name``)."""
+    ref = str(path)
+    path_str, name = split_ref(ref, name)
+    spec: str | FormatSpec = fmt
+    data_path = path_str
+    if is_registry(path_str):
+        data_path, spec = resolve(path_str, name)
+    parsed = parse_bytes(read_bytes(data_path), data_path, spec, on_bad=on_bad, max_errors=max_errors)
+    parsed.source = f"{path_str}#{name}" if is_registry(path_str) else ref
+    return parsed
+
+
+def iter_raw_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line, record)`` for every record of a file, raising the first unreadable one."""
+    source = str(path)
+    for line, item in iter_items(read_bytes(source), source):
+        if isinstance(item, DataError):
+            raise item
+        yield line, item
+
+
+def read_conversations(
+    path: str | Path, fmt: str = "auto", name: str | None = None
 ) -> Iterator[Conversation]:
-    """With fmt="auto" the first record fixes the file's format and every later record must match it."""
-    file_fmt = None if fmt == "auto" else fmt
-    for line, record in records:
-        if file_fmt is None:
-            file_fmt = detect_format(record, source=source, line=line)
-        elif fmt == "auto" and (found := detect_format(record, source=source, line=line)) != file_fmt:
-            raise DataError(
-                f"record is in {found!r} format but the file's first record is {file_fmt!r}; "
-                "one file must hold one format",
-                source,
-                line,
-            )
-        yield record_to_ir(record, file_fmt, source, line)
-
-
-def read_conversations(path: str | Path, fmt: str = "auto") -> Iterator[Conversation]:
-    """Stream a file's records as ``Conversation`` objects (``fmt``: auto, openai or alpaca)."""
+    """A file's records as ``Conversation`` objects (``fmt``: auto or a format name); errors raise."""
     _check_fmt(fmt)
-    return _conversations(iter_raw_records(path), str(path), fmt)
+    return _lazy(path, fmt, name)
 
 
-def conversations_from_bytes(data: bytes, path: str, fmt: str = "auto") -> list[Conversation]:
-    """``read_conversations`` for a file already in memory (Ray Data's ``read_binary_files`` rows)."""
-    _check_fmt(fmt)
-    return list(_conversations(_raw_records_from_bytes(data, path), path, fmt))
+def _lazy(path: str | Path, fmt: str, name: str | None) -> Iterator[Conversation]:
+    yield from read_source(path, fmt, name).conversations
+
+
+def conversations_from_bytes(data: bytes, path: str, fmt: str | FormatSpec = "auto") -> list[Conversation]:
+    """``read_conversations`` for a file already in memory (errors raise)."""
+    return parse_bytes(data, path, fmt).conversations

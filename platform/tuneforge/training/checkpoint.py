@@ -3,13 +3,22 @@
 Layout of a checkpoint directory:
 
 * full fine-tuning: a complete HF model (``config.json`` + ``model.safetensors``) + tokenizer;
-* adapters: the standard PEFT layout (``adapter_config.json`` + ``adapter_model.safetensors``) + tokenizer;
+* full fine-tuning and ``freeze``: a complete HF model (the frozen weights are part of the model);
+* adapters (LoRA/DoRA/QLoRA/IA3) and prompt learning (prompt/prefix/P-tuning): the standard PEFT layout
+  (``adapter_config.json`` + ``adapter_model.safetensors``) + tokenizer, loadable by
+  ``PeftModel.from_pretrained`` on the base named in ``base_model_name_or_path``;
 * ``tuneforge/trainer_state.json``: step, epoch and batches consumed in that epoch (the data
   position a resume skips to), and the job's config hash;
 * ``tuneforge/probe.safetensors``: logits of the in-memory model on a fixed probe input, so any
-  reader can check that what was saved is what was trained.
+  reader can check that what was saved is what was trained. Prompt/P-tuning prepend virtual tokens
+  to the logits; the probe keeps only the positions of the real input, so it has the same shape for
+  every method and compares directly with ``probe_logits`` of the reloaded model.
 
-Under ZeRO-3 every rank takes part in gathering (it is a collective); only rank 0 writes.
+Under ZeRO-3 every rank takes part in gathering (it is a collective); only rank 0 writes. Adapters
+are saved by ``save_pretrained`` on *every* rank inside ``GatheredParameters(trainable)``: for prompt
+learning, peft runs the prompt encoder's forward while saving, which is itself a collective under
+ZeRO-3 (rank 0 alone would desynchronise the ranks and hang the next collective); without the gather,
+LoRA/IA3 tensors come out empty (``[0]``), which ``assert_no_empty_tensors`` refuses.
 """
 
 from __future__ import annotations
@@ -54,13 +63,21 @@ def probe_input(vocab_size: int, length: int = 32) -> torch.Tensor:
 
 
 @torch.no_grad()
-def probe_logits(module: torch.nn.Module, vocab_size: int, device: torch.device) -> torch.Tensor:
-    """Logits on the probe input; a forward pass, hence collective under ZeRO-3 (call on all ranks)."""
+def probe_logits(
+    module: torch.nn.Module, vocab_size: int, device: torch.device, input_ids: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Logits on the probe input; a forward pass, hence collective under ZeRO-3 (call on all ranks).
+
+    Only the positions of the real tokens are kept (prompt/P-tuning prepend virtual tokens), so the
+    result is ``[1, length, vocab]`` for every method. A single unpadded row needs no position ids,
+    also for prefix tuning (positions continue after the prefix, identically before and after reload).
+    """
+    ids = probe_input(vocab_size) if input_ids is None else input_ids
     was_training = module.training
     module.eval()
-    out = module(input_ids=probe_input(vocab_size).to(device)).logits.float().cpu()
+    out = module(input_ids=ids.to(device)).logits.float().cpu()
     module.train(was_training)
-    return out
+    return out[:, -ids.shape[1] :]
 
 
 def _gathered(params: list[torch.nn.Parameter], zero_stage: int):
@@ -135,3 +152,21 @@ def load_probe(ckpt_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
 
     t = load_file(str(Path(ckpt_dir) / PROBE_FILE))
     return t["input_ids"], t["logits"]
+
+
+def verify_checkpoint(ckpt_dir: str | Path, atol: float = 1e-5) -> float:
+    """Reload ``ckpt_dir`` from disk (full model or adapter + its base) and compare probe logits.
+
+    Returns the max absolute difference; raises if it exceeds ``atol`` or shapes differ.
+    """
+    from tuneforge.models.generation import load_for_inference
+
+    ids, expected = load_probe(ckpt_dir)
+    model, _ = load_for_inference(ckpt_dir)
+    got = probe_logits(model, int(ids.max()) + 1, torch.device("cpu"), input_ids=ids)
+    if got.shape != expected.shape:
+        raise RuntimeError(f"{ckpt_dir}: probe logits shape {tuple(got.shape)} != saved {tuple(expected.shape)}")
+    diff = float((got - expected).abs().max())
+    if diff > atol:
+        raise RuntimeError(f"{ckpt_dir}: reloaded model differs from the trained one (max |diff| {diff:.2e})")
+    return diff

@@ -21,6 +21,8 @@ import torch.distributed as dist
 from tuneforge.config import JobConfig
 from tuneforge.data import to_model_inputs
 from tuneforge.training.checkpoint import TrainerState, probe_logits, save_checkpoint
+from tuneforge.training.early_stopping import EarlyStopper
+from tuneforge.training.engine import seed_everything
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -45,6 +47,8 @@ class LoopResult:
     tokens_per_second: float
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+    best_eval_loss: float = math.nan
 
 
 def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
@@ -92,27 +96,59 @@ def run_loop(
     device: torch.device,
     config_hash: str,
 ) -> LoopResult:
-    """Train for ``total_steps`` optimizer steps, cycling epochs, and save the final checkpoint."""
+    """Train for ``total_steps`` optimizer steps (fewer if early stopping fires), cycling epochs.
+
+    The final checkpoint is saved and reported either way; the final metrics carry ``stopped_early``
+    (0/1) and ``best_eval_loss`` (the lowest eval loss seen, the pre-training one included).
+    The RNGs are re-seeded here so that dropout draws do not depend on how many random numbers
+    model building consumed (LoRA init, say): same seed, same data -> same loss trajectory.
+    """
     t = job.trainer
+    seed_everything(t.seed, t.deterministic)
+    stopper = EarlyStopper.from_config(t.early_stopping)
     stage = job.distributed.zero_stage
     vocab = int(engine.module.config.vocab_size)
     eval_before = evaluate(engine, eval_batches(), device)
     reporter.log({"eval_loss": eval_before}, 0)
     history: list[dict[str, float]] = [{"step": 0, "eval_loss": eval_before}]
+    if stopper is not None:
+        stopper.update(eval_before)
 
     step = epoch = batches_in_epoch = 0
     tokens = window_tokens = 0.0
     window_loss: list[float] = []
     train_time = 0.0
     last_eval = eval_before
+    tick = time.perf_counter()
+
+    def log_window() -> None:
+        """Reduce the losses/tokens since the last log across ranks (a collective) and log them."""
+        nonlocal tokens, train_time, tick, window_loss, window_tokens
+        train_time += time.perf_counter() - tick
+        tick = time.perf_counter()
+        loss_sum, n_loss, tok = _all_reduce_sum([sum(window_loss), len(window_loss), window_tokens], device)
+        tokens += tok
+        metrics = {
+            "train_loss": loss_sum / max(n_loss, 1),
+            "lr": float(engine.get_lr()[0]),
+            "tokens_per_second": tokens / max(train_time, 1e-9),
+            "epoch": float(epoch),
+        }
+        window_loss, window_tokens = [], 0.0
+        reporter.log(metrics, step)
+        history.append({"step": float(step), **metrics})
+
     engine.train()
-    while step < total_steps:
+    while step < total_steps and not (stopper and stopper.stopped):
         batches_in_epoch = 0
         tick = time.perf_counter()
         for batch in train_batches(epoch):
             inputs = to_model_inputs(_to_device(batch, device))
             loss = engine(**inputs).loss
             engine.backward(loss)
+            # Ask before step(): DeepSpeed advances its micro-step counter at the end of step(), so
+            # asking afterwards answers for the *next* micro-batch (off by one when grad_accum > 1).
+            boundary = engine.is_gradient_accumulation_boundary()
             engine.step()
             batches_in_epoch += 1
             window_tokens += float(
@@ -121,30 +157,23 @@ def run_loop(
                 else inputs["attention_mask"].sum()
             )
             window_loss.append(float(loss.detach()))
-            if not engine.is_gradient_accumulation_boundary():
+            if not boundary:
                 continue
             step += 1
             if step % max(t.log_every, 1) == 0 or step == total_steps:
-                train_time += time.perf_counter() - tick
-                tick = time.perf_counter()
-                loss_sum, n_loss, tok = _all_reduce_sum(
-                    [sum(window_loss), len(window_loss), window_tokens], device
-                )
-                tokens += tok
-                metrics = {
-                    "train_loss": loss_sum / max(n_loss, 1),
-                    "lr": float(engine.get_lr()[0]),
-                    "tokens_per_second": tokens / max(train_time, 1e-9),
-                    "epoch": float(epoch),
-                }
-                window_loss, window_tokens = [], 0.0
-                reporter.log(metrics, step)
-                history.append({"step": float(step), **metrics})
+                log_window()
             if t.eval_every and step % t.eval_every == 0 and step < total_steps:
+                paused = time.perf_counter()
                 last_eval = evaluate(engine, eval_batches(), device)
                 reporter.log({"eval_loss": last_eval}, step)
                 history.append({"step": float(step), "eval_loss": last_eval})
+                tick += time.perf_counter() - paused  # evaluation time is not training time
+                if stopper is not None and stopper.update(last_eval):
+                    if window_loss:  # same on every rank: all ranks step in lockstep
+                        log_window()
+                    break  # identical on every rank: last_eval is all-reduced
             if t.checkpoint_every and step % t.checkpoint_every == 0 and step < total_steps:
+                paused = time.perf_counter()
                 _checkpoint_and_report(
                     engine,
                     tokenizer,
@@ -156,6 +185,7 @@ def run_loop(
                     vocab,
                     device,
                 )
+                tick += time.perf_counter() - paused
             if step >= total_steps:
                 break
         train_time += time.perf_counter() - tick
@@ -163,7 +193,11 @@ def run_loop(
             raise RuntimeError("the training data yielded no batch: the dataset is smaller than one batch")
         epoch += 1
 
-    eval_after = evaluate(engine, eval_batches(), device)
+    stopped = bool(stopper and stopper.stopped)
+    # Stopped early: the weights are those just evaluated, so that value is the final one.
+    eval_after = last_eval if stopped else evaluate(engine, eval_batches(), device)
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h] + [eval_after]
+    best = min((v for v in evals if not math.isnan(v)), default=math.nan)
     tps = tokens / max(train_time, 1e-9)
     final = {
         "step": float(step),
@@ -171,9 +205,12 @@ def run_loop(
         "eval_loss_before": eval_before,
         "train_tokens": tokens,
         "tokens_per_second": tps,
+        "stopped_early": float(stopped),
+        "best_eval_loss": best,
     }
-    reporter.log({"eval_loss": eval_after}, step)
-    history.append({"step": float(step), "eval_loss": eval_after})
+    reporter.log({"eval_loss": eval_after, "stopped_early": float(stopped), "best_eval_loss": best}, step)
+    if not stopped:
+        history.append({"step": float(step), "eval_loss": eval_after})
     _checkpoint_and_report(
         engine,
         tokenizer,
@@ -185,7 +222,7 @@ def run_loop(
         vocab,
         device,
     )
-    return LoopResult(eval_before, eval_after, int(tokens), tps, step, history)
+    return LoopResult(eval_before, eval_after, int(tokens), tps, step, history, stopped, best)
 
 
 def _checkpoint_and_report(

@@ -1,0 +1,107 @@
+"""LLaMA-Factory ``dataset_info.json`` registries: a dataset name -> its file and record layout.
+
+A registry entry is named either with ``{path: .../dataset_info.json, name: identity}`` in a job
+config or as ``.../dataset_info.json#identity`` (the same thing, handy on the command line). The
+entry's ``file_name`` is resolved next to the registry; ``formatting`` (alpaca | sharegpt),
+``columns`` and ``tags`` become a ``FormatSpec``. An alpaca entry whose columns map only ``prompt``
+(LLaMA-Factory's pretraining corpora such as ``c4_demo``) reads as raw text. Hub-only entries and
+preference/multimodal entries are rejected with a message that says why.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from pathlib import Path
+
+from tuneforge.data.errors import DataError
+from tuneforge.data.files import is_url, read_bytes
+from tuneforge.data.formats.common import FormatSpec
+
+REGISTRY_FILE = "dataset_info.json"
+_UNSUPPORTED_COLUMNS = ("chosen", "rejected", "kto_tag", "images", "videos", "audios")
+_ALPACA_COLUMNS = {
+    "prompt": "instruction",
+    "query": "input",
+    "response": "output",
+    "system": "system",
+    "history": "history",
+}
+_SHAREGPT_COLUMNS = ("messages", "system", "tools")
+
+
+def split_ref(path: str, name: str | None = None) -> tuple[str, str | None]:
+    """``a/dataset_info.json#identity`` -> (``a/dataset_info.json``, ``identity``); ``name`` wins."""
+    if "#" in path and posixpath.basename(path.split("#", 1)[0]) == REGISTRY_FILE:
+        path, ref = path.split("#", 1)
+        name = name or ref
+    return path, name
+
+
+def is_registry(path: str) -> bool:
+    return posixpath.basename(path.replace("\\", "/")) == REGISTRY_FILE
+
+
+def load_registry(path: str) -> dict[str, dict]:
+    try:
+        info = json.loads(read_bytes(path).decode("utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"not a valid dataset_info.json ({exc})", path, kind="file") from None
+    if not isinstance(info, dict):
+        raise DataError("a dataset registry must be a JSON object of name -> entry", path, kind="file")
+    return info
+
+
+def resolve(path: str, name: str | None) -> tuple[str, FormatSpec]:
+    """The data file and the record layout of registry entry ``name``."""
+    if not name:
+        raise DataError(
+            f"{REGISTRY_FILE} is a dataset registry; name an entry with `name:` or as PATH#NAME",
+            path,
+            kind="file",
+        )
+    info = load_registry(path)
+    if name not in info:
+        known = ", ".join(sorted(k for k, v in info.items() if isinstance(v, dict) and "file_name" in v))
+        raise DataError(f"no dataset {name!r} in the registry; local entries: {known}", path, kind="file")
+    entry = info[name]
+    field = f"{name}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("file_name"), str):
+        raise DataError(
+            "entry has no local file_name (tuneforge never downloads hub datasets)",
+            path,
+            field=field,
+            kind="file",
+        )
+    columns = entry.get("columns") or {}
+    tags = entry.get("tags") or {}
+    if entry.get("ranking") or any(c in columns for c in _UNSUPPORTED_COLUMNS):
+        raise DataError(
+            "preference and multimodal datasets are not supported for supervised fine-tuning",
+            path,
+            field=field,
+            kind="file",
+        )
+    base = posixpath.dirname(path) if is_url(path) else str(Path(path).parent)
+    data_path = (
+        posixpath.join(base, entry["file_name"]) if is_url(path) else str(Path(base) / entry["file_name"])
+    )
+    formatting = entry.get("formatting", "alpaca")
+    if formatting == "sharegpt":
+        spec = FormatSpec("sharegpt", {k: columns[k] for k in _SHAREGPT_COLUMNS if k in columns}, dict(tags))
+    elif formatting == "alpaca":
+        if "prompt" in columns and "response" not in columns:
+            spec = FormatSpec("text", {"text": columns["prompt"]})
+        else:
+            spec = FormatSpec(
+                "alpaca",
+                {ours: columns[theirs] for theirs, ours in _ALPACA_COLUMNS.items() if theirs in columns},
+            )
+    else:
+        raise DataError(
+            f"unknown formatting {formatting!r}; expected alpaca or sharegpt",
+            path,
+            field=f"{name}.formatting",
+            kind="file",
+        )
+    return data_path, spec
