@@ -18,7 +18,7 @@ from tuneforge.config import JobConfig, config_from_dict
 from tuneforge.models.factory import build_tiny_model, load_model
 from tuneforge.models.io import save_hf
 from tuneforge.training.engine import seed_everything, setup_engine
-from tuneforge.training.local import NullTokenizer, RecordingReporter, shard_batches, synthetic_batches
+from tuneforge.training.local import NullTokenizer, RecordingReporter, shard_batches, spawn, synthetic_batches
 from tuneforge.training.loop import run_loop
 
 VOCAB = 64
@@ -48,12 +48,21 @@ def make_job(
     )
 
 
-def base_model_dir(job: JobConfig, root: Path) -> Path:
-    """The seed's random-init base saved as an HF dir, so workers load it through ``load_model``."""
-    target = root / f"base-seed{job.trainer.seed}"
-    if not target.exists():
-        save_hf(build_tiny_model(job.model.tiny, VOCAB, seed=job.trainer.seed), None, target)
-    return target
+def base_model_dir(root: Path, seed: int) -> Path:
+    """Where the seed's random-init base lives (an HF dir, so ranks load it through ``load_model``)."""
+    return root / f"base-seed{seed}"
+
+
+def prepare_bases(root: Path, cases: dict[str, dict[str, Any]]) -> None:
+    """Save every case's base model once, in the parent, as the driver does before training.
+
+    Not on the ranks: with a process group up, transformers writes ``config.json`` on rank 0 only.
+    """
+    for case in cases.values():
+        job = make_job(case["trainer"], case["zero_stage"], 1, case.get("model"))
+        target = base_model_dir(root, job.trainer.seed)
+        if not target.exists():
+            save_hf(build_tiny_model(job.model.tiny, VOCAB, seed=job.trainer.seed), None, target)
 
 
 def data(case: dict[str, Any], key: str) -> list[dict[str, torch.Tensor]]:
@@ -66,7 +75,7 @@ def run_case(rank: int, world: int, case: dict[str, Any], root: Path) -> dict[st
     job = make_job(case["trainer"], case["zero_stage"], world, case.get("model"))
     t = job.trainer
     seed_everything(t.seed)
-    model = load_model(base_model_dir(job, root / f"rank{rank}"), job.model)
+    model = load_model(base_model_dir(root, t.seed), job.model)
     engine = setup_engine(model, job, world, case["steps"], torch.float32)
     train, evals = data(case, "train"), data(case, "eval")
     keep = Path(case["keep_dir"]) if case.get("keep_dir") and rank == 0 else None
@@ -100,7 +109,13 @@ def run_case(rank: int, world: int, case: dict[str, Any], root: Path) -> dict[st
     }
 
 
-def run_cases(rank: int, world: int, cases: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every case in order on this rank (the ``spawn`` target)."""
+def run_cases(rank: int, world: int, cases: dict[str, dict[str, Any]], root: str) -> dict[str, dict[str, Any]]:
+    """Every case in order on this rank (the ``spawn`` target); bases under ``root`` (``prepare_bases``)."""
+    return {name: run_case(rank, world, case, Path(root)) for name, case in cases.items()}
+
+
+def run_all(cases: dict[str, dict[str, Any]], world: int = 2) -> list[dict[str, dict[str, Any]]]:
+    """Prepare the bases, then run every case on ``world`` spawned ranks; one result dict per rank."""
     with tempfile.TemporaryDirectory(prefix="tuneforge-dist-") as root:
-        return {name: run_case(rank, world, case, Path(root)) for name, case in cases.items()}
+        prepare_bases(Path(root), cases)
+        return spawn(run_cases, world, cases, root)

@@ -20,12 +20,19 @@ import torch
 from mlflow import MlflowClient
 
 from tuneforge.config import TinyModelConfig
-from tuneforge.data import collate, encode_conversation, pad_examples, read_conversations, render_text, to_model_inputs
+from tuneforge.data import (
+    collate,
+    encode_conversation,
+    pad_examples,
+    read_conversations,
+    render_text,
+    to_model_inputs,
+)
 from tuneforge.models.factory import build_tiny_model
 from tuneforge.models.io import save_hf
 from tuneforge.models.tokenizer import train_bpe_tokenizer
 from tuneforge.registry.promotion import CHALLENGER, CHAMPION, PREVIOUS, Guard, promote, rollback, show
-from tuneforge.tracking import log_hf_model, start_run, end_run
+from tuneforge.tracking import end_run, log_hf_model, start_run
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +69,10 @@ def models(tmp_path_factory):
         if data:
             _train(m, tok, data, steps)
         dirs[name] = save_hf(m, tok, root / name)
-    for name, src in (("chat_eval", ASSETS / "tiny_chat.jsonl"), ("alpaca_eval", ASSETS / "tiny_alpaca.jsonl")):
+    for name, src in (
+        ("chat_eval", ASSETS / "tiny_chat.jsonl"),
+        ("alpaca_eval", ASSETS / "tiny_alpaca.jsonl"),
+    ):
         lines = src.read_text().splitlines()[-60:]
         (root / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
         dirs[name] = root / f"{name}.jsonl"
@@ -86,10 +96,25 @@ def store(request, tmp_path_factory, monkeypatch_module):
         return
     port = _free_port()
     proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root}/server.db",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root}/server.db",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -156,7 +181,8 @@ def test_gate_promotes_only_the_better_model_and_rolls_back(store, models):
     assert [v["version"] for v in info["versions"]] == [v_worse, v_chat, v_bad]
     assert "eval_loss" in info["versions"][1]["metrics"]
     decisions = MlflowClient(store).search_runs(
-        [MlflowClient(store).get_experiment_by_name("tuneforge-promotions").experiment_id])
+        [MlflowClient(store).get_experiment_by_name("tuneforge-promotions").experiment_id]
+    )
     assert len(decisions) == 3
 
 
@@ -166,8 +192,13 @@ def test_guard_regression_rejects_a_primary_winner(store, models):
     v_alpaca = _register(store, name, models["alpaca"])
     assert promote(name, v_alpaca, str(models["alpaca_eval"]), store).promoted
     v_chat = _register(store, name, models["chat"])
-    d = promote(name, v_chat, str(models["chat_eval"]), store,
-                guards=[Guard(str(models["alpaca_eval"]), tolerance=0.05)])
+    d = promote(
+        name,
+        v_chat,
+        str(models["chat_eval"]),
+        store,
+        guards=[Guard(str(models["alpaca_eval"]), tolerance=0.05)],
+    )
     assert not d.promoted
     assert d.improvement["low"] > 0, "the candidate does win on the primary metric"
     assert len(d.reasons) == 1 and d.reasons[0].startswith("guard")
@@ -180,9 +211,25 @@ def test_concurrent_promotions_leave_a_consistent_registry(store, models):
     assert promote(name, v1, str(models["chat_eval"]), store).promoted
     v2, v3 = _register(store, name, models["chat"]), _register(store, name, models["alpaca"])
     env = {**os.environ, "MLFLOW_TRACKING_URI": store}
-    procs = [subprocess.Popen([str(BIN / "tuneforge"), "promote", name, "--candidate", v, "--data",
-                               str(models["chat_eval"]), "--json"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for v in (v2, v3)]
+    procs = [
+        subprocess.Popen(
+            [
+                str(BIN / "tuneforge"),
+                "promote",
+                name,
+                "--candidate",
+                v,
+                "--data",
+                str(models["chat_eval"]),
+                "--json",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for v in (v2, v3)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     decisions = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
@@ -190,8 +237,12 @@ def test_concurrent_promotions_leave_a_consistent_registry(store, models):
     promoted = [d for d in decisions if d["promoted"]]
     assert promoted, decisions
     # Serialised: the last promotion saw the previous one's champion, and the aliases tell one story.
-    last = max(promoted, key=lambda d: MlflowClient(store).get_model_version(
-        name, d["candidate_version"]).tags["tuneforge.promotion.at"])
+    last = max(
+        promoted,
+        key=lambda d: (
+            MlflowClient(store).get_model_version(name, d["candidate_version"]).tags["tuneforge.promotion.at"]
+        ),
+    )
     assert aliases[CHAMPION] == last["candidate_version"]
     assert aliases[PREVIOUS] == last["champion_version"]
     assert {d["champion_version"] for d in decisions} <= {v1, v2, v3}

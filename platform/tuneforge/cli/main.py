@@ -89,10 +89,26 @@ def _print_summary(s: dict) -> None:
         f"  run            {s['run_id']}  ({s['run_dir']})\n"
         f"  checkpoint     {s['checkpoint']}\n"
         f"  registered     {reg}\n"
+        f"  promotion      {_promotion_line(s.get('promotion'))}\n"
         f"  open the UI    {s['ui_command']}",
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _promotion_line(d: dict | None) -> str:
+    """One line on the gate's decision (or why there was none)."""
+    if d is None:
+        return "not run (registry.promote is false)"
+    metric = d["metric"]
+    cand = f"{metric} {d['candidate']['mean']:.4f}"
+    if d["champion_version"] is None:
+        return f"v{d['candidate_version']} is the first champion ({cand})"
+    champ = f"champion v{d['champion_version']} {d['champion']['mean']:.4f}"
+    if d["promoted"]:
+        return f"v{d['candidate_version']} PROMOTED to champion ({cand} vs {champ})"
+    reasons = "; ".join(d["reasons"])
+    return f"v{d['candidate_version']} rejected, kept as challenger ({cand} vs {champ}): {reasons}"
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ models_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
 def _uri(tracking_uri: str | None) -> str:
-    from tuneforge.tracking import resolve_tracking_uri
-
     import mlflow
+
+    from tuneforge.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
@@ -39,7 +39,9 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
     def eval_cmd(
         model: str = typer.Argument(..., help="Path, run id, runs:/ or models:/NAME/VERSION|@alias"),
         data: str = typer.Option(..., "--data", help="Held-out records (any supported format)."),
-        metric: list[str] = typer.Option(["eval_loss"], "--metric", help="eval_loss, rougeL, exact_match, chrf"),
+        metric: list[str] = typer.Option(
+            ["eval_loss"], "--metric", help="eval_loss, rougeL, exact_match, chrf"
+        ),
         tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -55,8 +57,10 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
             summary["run_id"] = _log_eval(uri, model, summary)
         for name in metric:
             iv = summary[name]
-            typer.echo(f"{name:12s} {iv['mean']:.4f}  95% CI [{iv['low']:.4f}, {iv['high']:.4f}]  (n={report.n})",
-                       err=True)
+            typer.echo(
+                f"{name:12s} {iv['mean']:.4f}  95% CI [{iv['low']:.4f}, {iv['high']:.4f}]  (n={report.n})",
+                err=True,
+            )
         if as_json:
             print(json.dumps(summary))
 
@@ -75,11 +79,15 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
         with user_errors(fail):
             from tuneforge.registry.promotion import promote as do_promote
 
-            d = do_promote(name, candidate, data, _uri(tracking_uri), metric, min_delta,
-                           [_parse_guard(g) for g in guard])
+            d = do_promote(
+                name, candidate, data, _uri(tracking_uri), metric, min_delta, [_parse_guard(g) for g in guard]
+            )
         verdict = "PROMOTED to champion" if d.promoted else "REJECTED (kept as challenger)"
-        typer.echo(f"{name} v{d.candidate_version}: {verdict}; champion was "
-                   f"{'v' + d.champion_version if d.champion_version else 'none'}", err=True)
+        typer.echo(
+            f"{name} v{d.candidate_version}: {verdict}; champion was "
+            f"{'v' + d.champion_version if d.champion_version else 'none'}",
+            err=True,
+        )
         for r in d.reasons:
             typer.echo(f"  - {r}", err=True)
         if as_json:
@@ -95,8 +103,11 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
         typer.echo(f"{name}: champion is v{new} again (v{old} is now 'previous')", err=True)
 
     @models_app.command("show")
-    def show(name: str, tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
-             as_json: bool = typer.Option(False, "--json")) -> None:
+    def show(
+        name: str,
+        tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
         """List versions with aliases, metrics and lineage."""
         with user_errors(fail):
             from tuneforge.registry.promotion import show as do_show
@@ -107,8 +118,17 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
             metrics = " ".join(f"{k}={val:.4f}" for k, val in v["metrics"].items())
             typer.echo(f"v{v['version']:<4} {aliases:20s} {metrics}", err=True)
         if as_json:
-            print(json.dumps({"name": info["name"], "versions": [
-                {k: v[k] for k in ("version", "aliases", "metrics", "tags")} for v in info["versions"]]}))
+            print(
+                json.dumps(
+                    {
+                        "name": info["name"],
+                        "versions": [
+                            {k: v[k] for k in ("version", "aliases", "metrics", "tags")}
+                            for v in info["versions"]
+                        ],
+                    }
+                )
+            )
 
     app.add_typer(models_app, name="models", help="Inspect registered models.")
 

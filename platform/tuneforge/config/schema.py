@@ -413,6 +413,11 @@ class RegistryConfig(_Section):
     model_name: str | None = Field(
         "tuneforge-tiny", description="Registered model name for the result; null = do not register."
     )
+    promote: bool = Field(
+        False, description="After registering, run the promotion gate against the current champion."
+    )
+    promote_metric: str = Field("eval_loss", description="Primary metric of the promotion gate.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest improvement over the champion that counts.")
 
 
 class JobConfig(_Section):

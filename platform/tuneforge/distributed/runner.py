@@ -19,9 +19,13 @@ from tuneforge.config import JobConfig, config_hash, save_config
 from tuneforge.data import read_conversations, render_text
 from tuneforge.distributed.cluster import ensure_ray
 from tuneforge.distributed.data_pipeline import build_datasets
+from tuneforge.distributed.holdout import write_holdout
 from tuneforge.distributed.worker import train_loop_per_worker
+from tuneforge.evaluation.evaluate import file_hash
 from tuneforge.models.base import prepare_base, tokenizer_dir
 from tuneforge.models.io import merge_adapter
+from tuneforge.registry.lineage import lineage_tags
+from tuneforge.registry.promotion import promote
 from tuneforge.tracking import (
     end_run,
     log_dict_artifact,
@@ -74,6 +78,7 @@ class RunSummary:
     ui_command: str
     steps: int
     wall_seconds: float
+    promotion: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,12 +181,8 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
         model_dir, adapter_dir = ckpt, None
         if job.method.name == "lora":
             model_dir, adapter_dir = merge_adapter(base_dir, ckpt, run_dir / "merged"), ckpt
-        tags = {
-            "tuneforge.run_id": run_id,
-            "tuneforge.method": job.method.name,
-            "tuneforge.config_hash": config_hash(job),
-            "tuneforge.base": str(job.model.name_or_path or "tiny"),
-        }
+        holdout = write_holdout(job, run_dir / "eval.jsonl")
+        tags = lineage_tags(job, run_id, file_hash(holdout))
         logged = log_hf_model(
             run_id,
             model_dir,
@@ -190,7 +191,7 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
             tags=tags,
         )
         status = "FINISHED"
-        return RunSummary(
+        summary = RunSummary(
             run_id=run_id,
             registered_model=logged.registered_name,
             version=logged.version,
@@ -208,6 +209,18 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
         )
     finally:
         end_run(status)
+    if job.registry.promote and logged.version:
+        events.phase("promotion gate: candidate vs champion on the held-out split")
+        decision = promote(
+            logged.registered_name,
+            logged.version,
+            str(holdout),
+            uri,
+            job.registry.promote_metric,
+            job.registry.min_delta,
+        )
+        summary.promotion = decision.to_dict()
+    return summary
 
 
 __all__ = ["RunSummary", "RunEvents", "run_job", "total_steps_for", "validate_and_sample_texts"]

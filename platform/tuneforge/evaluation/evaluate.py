@@ -61,8 +61,14 @@ def file_hash(path: str | Path) -> str:
 
 
 @torch.no_grad()
-def per_example_loss(model: torch.nn.Module, tokenizer: Any, convs: Sequence[Conversation],
-                     max_seq_len: int = 512, batch_size: int = 16, template: str = "chatml") -> np.ndarray:
+def per_example_loss(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    convs: Sequence[Conversation],
+    max_seq_len: int = 512,
+    batch_size: int = 16,
+    template: str = "chatml",
+) -> np.ndarray:
     """Mean loss over each example's trained tokens (NaN when nothing is left to score)."""
     model.eval()
     encoded = [encode_conversation(c, tokenizer, template=template, max_seq_len=max_seq_len) for c in convs]
@@ -70,14 +76,16 @@ def per_example_loss(model: torch.nn.Module, tokenizer: Any, convs: Sequence[Con
     keep = [i for i, e in enumerate(encoded) if e is not None]
     device = next(model.parameters()).device
     for start in range(0, len(keep), batch_size):
-        idx = keep[start:start + batch_size]
+        idx = keep[start : start + batch_size]
         width = max(len(encoded[i]["input_ids"]) for i in idx)
         batch = collate(pad_examples([encoded[i] for i in idx], width, tokenizer.pad_token_id))
         inputs = to_model_inputs({k: v.to(device) for k, v in batch.items()})
         labels = inputs.pop("labels")
         logits = model(**inputs).logits.float()
         shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
-        tok_loss = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
+        tok_loss = F.cross_entropy(
+            shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none"
+        )
         mask = (shift_labels != -100).float()
         losses = (tok_loss * mask).sum(1) / mask.sum(1).clamp(min=1)
         out[idx] = losses.cpu().numpy()
@@ -85,8 +93,13 @@ def per_example_loss(model: torch.nn.Module, tokenizer: Any, convs: Sequence[Con
 
 
 @torch.no_grad()
-def greedy_generate(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int = 48,
-                    batch_size: int = 16) -> list[str]:
+def greedy_generate(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int = 48,
+    batch_size: int = 16,
+) -> list[str]:
     """Greedy completions for rendered prompts; batches are left-padded, decoding stops at EOS."""
     model.eval()
     device = next(model.parameters()).device
@@ -95,11 +108,20 @@ def greedy_generate(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[st
     texts: list[str] = []
     try:
         for start in range(0, len(prompts), batch_size):
-            enc = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            new = gen[:, enc["input_ids"].shape[1]:]
+            enc = tokenizer(
+                list(prompts[start : start + batch_size]),
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            ).to(device)
+            gen = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            new = gen[:, enc["input_ids"].shape[1] :]
             texts.extend(tokenizer.decode(row, skip_special_tokens=True).strip() for row in new)
     finally:
         tokenizer.padding_side = side
@@ -113,8 +135,15 @@ def split_prompt_reference(conv: Conversation) -> tuple[str, str]:
     return render_prompt(history), conv.messages[last].content
 
 
-def evaluate(model: torch.nn.Module, tokenizer: Any, data_file: str | Path, metrics: Sequence[str] = ("eval_loss",),
-             max_seq_len: int = 512, max_new_tokens: int = 48, seed: int = 0) -> EvalReport:
+def evaluate(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data_file: str | Path,
+    metrics: Sequence[str] = ("eval_loss",),
+    max_seq_len: int = 512,
+    max_new_tokens: int = 48,
+    seed: int = 0,
+) -> EvalReport:
     """Score ``model`` on every record of ``data_file`` with each requested metric."""
     convs = list(read_conversations(data_file))
     per: dict[str, np.ndarray] = {}

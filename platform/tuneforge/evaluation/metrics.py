@@ -26,7 +26,9 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return np.array([scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)])
+    return np.array(
+        [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)]
+    )
 
 
 def exact_match(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:

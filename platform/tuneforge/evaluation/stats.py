@@ -24,8 +24,9 @@ class Interval:
         return {"mean": self.mean, "low": self.low, "high": self.high}
 
 
-def bootstrap_ci(values: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95,
-                 seed: int = 0) -> Interval:
+def bootstrap_ci(
+    values: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> Interval:
     """Percentile bootstrap interval of the mean of ``values``."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
@@ -34,11 +35,19 @@ def bootstrap_ci(values: np.ndarray, n_resamples: int = 1000, confidence: float 
     idx = rng.integers(0, values.size, size=(n_resamples, values.size))
     means = values[idx].mean(axis=1)
     alpha = (1.0 - confidence) / 2
-    return Interval(float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+    return Interval(
+        float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    )
 
 
-def paired_bootstrap(candidate: np.ndarray, reference: np.ndarray, higher_is_better: bool,
-                     n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+def paired_bootstrap(
+    candidate: np.ndarray,
+    reference: np.ndarray,
+    higher_is_better: bool,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
     """Interval of the per-example improvement of ``candidate`` over ``reference``.
 
     The improvement is oriented so that positive always means "candidate is better", whichever

@@ -95,8 +95,15 @@ def _score(name: str, version: str, data: str, metrics: Sequence[str]):
     return evaluate(model, tok, data, metrics)
 
 
-def promote(name: str, candidate: str, data: str, tracking_uri: str, metric: str = "eval_loss",
-            min_delta: float = 0.0, guards: Sequence[Guard] = ()) -> Decision:
+def promote(
+    name: str,
+    candidate: str,
+    data: str,
+    tracking_uri: str,
+    metric: str = "eval_loss",
+    min_delta: float = 0.0,
+    guards: Sequence[Guard] = (),
+) -> Decision:
     """Evaluate candidate vs champion on ``data`` (paired) and move aliases only on a clear win."""
     client = MlflowClient(tracking_uri)
     with registry_lock(tracking_uri, name):
@@ -106,8 +113,9 @@ def promote(name: str, candidate: str, data: str, tracking_uri: str, metric: str
             raise ValueError(f"version {version} of '{name}' is already the champion")
         cand = _score(name, version, data, [metric])
         better = higher_is_better(metric)
-        decision = Decision(name, version, champion, False, metric, cand.data_hash,
-                            cand.metrics[metric].as_dict(), None, None)
+        decision = Decision(
+            name, version, champion, False, metric, cand.data_hash, cand.metrics[metric].as_dict(), None, None
+        )
         champ = None
         if champion is not None:
             champ = _score(name, champion, data, [metric])
@@ -117,13 +125,17 @@ def promote(name: str, candidate: str, data: str, tracking_uri: str, metric: str
             if imp.mean < min_delta:
                 decision.reasons.append(f"{metric}: improvement {imp.mean:.4f} < min-delta {min_delta}")
             if imp.low <= 0:
-                decision.reasons.append(f"{metric}: 95% interval of the improvement [{imp.low:.4f}, "
-                                        f"{imp.high:.4f}] includes no gain")
+                decision.reasons.append(
+                    f"{metric}: 95% interval of the improvement [{imp.low:.4f}, "
+                    f"{imp.high:.4f}] includes no gain"
+                )
             for g in guards:
                 decision.guards.append(_check_guard(name, version, champion, g))
                 if not decision.guards[-1]["passed"]:
-                    decision.reasons.append(f"guard {g.data}: {g.metric} regressed by "
-                                            f"{decision.guards[-1]['regression']:.4f} > {g.tolerance}")
+                    decision.reasons.append(
+                        f"guard {g.data}: {g.metric} regressed by "
+                        f"{decision.guards[-1]['regression']:.4f} > {g.tolerance}"
+                    )
         decision.promoted = not decision.reasons
         _apply(client, decision)
         _record(tracking_uri, decision)
@@ -134,8 +146,15 @@ def _check_guard(name: str, version: str, champion: str, g: Guard) -> dict[str, 
     cand = _score(name, version, g.data, [g.metric]).metrics[g.metric].mean
     champ = _score(name, champion, g.data, [g.metric]).metrics[g.metric].mean
     regression = (champ - cand) if higher_is_better(g.metric) else (cand - champ)
-    return {"data": g.data, "metric": g.metric, "candidate": cand, "champion": champ,
-            "regression": regression, "tolerance": g.tolerance, "passed": regression <= g.tolerance}
+    return {
+        "data": g.data,
+        "metric": g.metric,
+        "candidate": cand,
+        "champion": champ,
+        "regression": regression,
+        "tolerance": g.tolerance,
+        "passed": regression <= g.tolerance,
+    }
 
 
 def _apply(client: MlflowClient, d: Decision) -> None:
@@ -145,7 +164,9 @@ def _apply(client: MlflowClient, d: Decision) -> None:
     if d.promoted:
         if d.champion_version is not None:
             client.set_registered_model_alias(d.name, PREVIOUS, d.champion_version)
-            client.set_model_version_tag(d.name, d.champion_version, "tuneforge.replaced_by", d.candidate_version)
+            client.set_model_version_tag(
+                d.name, d.champion_version, "tuneforge.replaced_by", d.candidate_version
+            )
         client.set_registered_model_alias(d.name, CHAMPION, d.candidate_version)
         try:
             if _alias_version(client, d.name, CHALLENGER) == d.candidate_version:
@@ -154,16 +175,19 @@ def _apply(client: MlflowClient, d: Decision) -> None:
             pass
     else:
         client.set_registered_model_alias(d.name, CHALLENGER, d.candidate_version)
-    client.set_model_version_tag(d.name, d.candidate_version, "tuneforge.promotion", "promoted" if d.promoted
-                                 else "rejected")
+    client.set_model_version_tag(
+        d.name, d.candidate_version, "tuneforge.promotion", "promoted" if d.promoted else "rejected"
+    )
     client.set_model_version_tag(d.name, d.candidate_version, "tuneforge.promotion.decision", summary)
     client.set_model_version_tag(d.name, d.candidate_version, "tuneforge.promotion.at", stamp)
-    client.set_model_version_tag(d.name, d.candidate_version, f"tuneforge.eval.{d.metric}",
-                                 f"{d.candidate['mean']:.6f}")
+    client.set_model_version_tag(
+        d.name, d.candidate_version, f"tuneforge.eval.{d.metric}", f"{d.candidate['mean']:.6f}"
+    )
     client.set_model_version_tag(d.name, d.candidate_version, "tuneforge.eval.data_hash", d.eval_hash)
     if d.champion_version is not None and d.champion is not None:
-        client.set_model_version_tag(d.name, d.champion_version, f"tuneforge.eval.{d.metric}",
-                                     f"{d.champion['mean']:.6f}")
+        client.set_model_version_tag(
+            d.name, d.champion_version, f"tuneforge.eval.{d.metric}", f"{d.champion['mean']:.6f}"
+        )
 
 
 def _record(tracking_uri: str, d: Decision) -> None:
@@ -171,8 +195,11 @@ def _record(tracking_uri: str, d: Decision) -> None:
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(PROMOTION_EXPERIMENT)
     exp_id = exp.experiment_id if exp else client.create_experiment(PROMOTION_EXPERIMENT)
-    run = client.create_run(exp_id, run_name=f"promote-{d.name}-v{d.candidate_version}",
-                            tags={"tuneforge.model": d.name, "tuneforge.promoted": str(d.promoted).lower()})
+    run = client.create_run(
+        exp_id,
+        run_name=f"promote-{d.name}-v{d.candidate_version}",
+        tags={"tuneforge.model": d.name, "tuneforge.promoted": str(d.promoted).lower()},
+    )
     client.log_param(run.info.run_id, "candidate_version", d.candidate_version)
     client.log_param(run.info.run_id, "champion_version", str(d.champion_version))
     client.log_param(run.info.run_id, "metric", d.metric)
@@ -193,7 +220,9 @@ def rollback(name: str, tracking_uri: str) -> tuple[str, str]:
             raise ValueError(f"'{name}' has no '{PREVIOUS}' alias to roll back to")
         client.set_registered_model_alias(name, CHAMPION, previous)
         client.set_registered_model_alias(name, PREVIOUS, champion)
-        client.set_model_version_tag(name, champion, "tuneforge.rolled_back_at", time.strftime("%Y%m%dT%H%M%S"))
+        client.set_model_version_tag(
+            name, champion, "tuneforge.rolled_back_at", time.strftime("%Y%m%dT%H%M%S")
+        )
         return previous, champion
 
 
@@ -207,8 +236,18 @@ def show(name: str, tracking_uri: str) -> dict[str, Any]:
     versions = []
     for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)):
         tags = dict(v.tags or {})
-        metrics = {k.removeprefix("tuneforge.eval."): float(val) for k, val in tags.items()
-                   if k.startswith("tuneforge.eval.") and k != "tuneforge.eval.data_hash"}
-        versions.append({"version": str(v.version), "aliases": sorted(aliases.get(str(v.version), [])),
-                         "metrics": metrics, "tags": tags, "run_id": v.run_id})
+        metrics = {
+            k.removeprefix("tuneforge.eval."): float(val)
+            for k, val in tags.items()
+            if k.startswith("tuneforge.eval.") and k != "tuneforge.eval.data_hash"
+        }
+        versions.append(
+            {
+                "version": str(v.version),
+                "aliases": sorted(aliases.get(str(v.version), [])),
+                "metrics": metrics,
+                "tags": tags,
+                "run_id": v.run_id,
+            }
+        )
     return {"name": name, "versions": versions}

@@ -36,7 +36,9 @@ def load_model_ref(ref: str, trust_remote_code: bool = False) -> tuple[Any, Any]
     if (path / "adapter_config.json").exists():
         base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
         if not base or not Path(base).exists():
-            raise FileNotFoundError(f"{path}/adapter_config.json: base_model_name_or_path '{base}' is not a local dir")
+            raise FileNotFoundError(
+                f"{path}/adapter_config.json: base_model_name_or_path '{base}' is not a local dir"
+            )
         tok_dir = path if (path / "tokenizer_config.json").exists() else Path(base)
         return load_adapter_model(base, path, trust_remote_code), load_tokenizer(tok_dir, trust_remote_code)
     if (path / "config.json").exists():
