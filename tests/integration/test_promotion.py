@@ -246,3 +246,50 @@ def test_concurrent_promotions_leave_a_consistent_registry(store, models):
     assert aliases[CHAMPION] == last["candidate_version"]
     assert aliases[PREVIOUS] == last["champion_version"]
     assert {d["champion_version"] for d in decisions} <= {v1, v2, v3}
+
+
+def test_eval_and_models_show_cli(store, models):
+    name = "cli"
+    v1 = _register(store, name, models["chat"])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+    run = [
+        str(BIN / "tuneforge"),
+        "eval",
+        f"models:/{name}/{v1}",
+        "--data",
+        str(models["chat_eval"]),
+        "--metric",
+        "eval_loss",
+        "--metric",
+        "rougeL",
+        "--json",
+    ]
+    out = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (
+        report["n"] == 60
+        and report["eval_loss"]["low"] <= report["eval_loss"]["mean"] <= report["eval_loss"]["high"]
+    )
+    assert 0.0 <= report["rougeL"]["mean"] <= 1.0 and report["perplexity"] > 1.0
+    assert "95% CI" in out.stderr
+    tags = MlflowClient(store).get_model_version(name, v1).tags
+    assert tags[f"tuneforge.eval_run.{report['data_hash']}"] == report["run_id"]
+
+    promote(name, v1, str(models["chat_eval"]), store)
+    shown = subprocess.run(
+        [str(BIN / "tuneforge"), "models", "show", name, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    info = json.loads(shown.stdout.strip().splitlines()[-1])
+    assert info["name"] == name and info["versions"][0]["aliases"] == ["champion"]
+    assert set(info["versions"][0]) == {"version", "aliases", "metrics", "tags"}
+
+    bad = subprocess.run(
+        [str(BIN / "tuneforge"), "rollback", name], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 1 and "no 'previous' alias" in bad.stderr and "Traceback" not in bad.stderr

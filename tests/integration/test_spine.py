@@ -106,7 +106,20 @@ def test_mlflow_holds_run_metrics_and_config(full_zero2):
     assert "config/job.yaml" in {a.path for a in client.list_artifacts(s.run_id, "config")}
     versions = client.search_model_versions("name='spine-full'")
     assert [v.run_id for v in versions] == [s.run_id]
-    assert versions[0].tags["tuneforge.method"] == "full"
+    tags = versions[0].tags
+    assert tags["tuneforge.method"] == "full"
+    assert len(tags["tuneforge.git_commit"]) >= 40
+    assert {d["role"] for d in json.loads(tags["tuneforge.data"])} == {"train"}
+    assert all(len(d["sha256"]) == 16 for d in json.loads(tags["tuneforge.data"]))
+    assert tags["tuneforge.eval.data_hash"] == s.promotion["eval_hash"]
+
+
+def test_demo_config_runs_the_promotion_gate(full_zero2):
+    d = full_zero2.promotion
+    assert d["promoted"] and d["champion_version"] is None and d["candidate_version"] == "1"
+    client = MlflowClient(full_zero2.tracking_uri)
+    assert client.get_model_version_by_alias("spine-full", "champion").version == "1"
+    assert (Path(full_zero2.run_dir) / "eval.jsonl").stat().st_size > 0
 
 
 def test_zero3_full_save_gathers_weights(ray_head, tuneforge_home):

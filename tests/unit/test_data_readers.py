@@ -176,8 +176,8 @@ def test_detect_format_unknown_lists_formats_and_keys() -> None:
         (
             "bad_tool_calls.jsonl",
             1,
-            "messages[1].tool_calls",
-            "tool calls are not supported yet; drop this record or convert the call to text",
+            "messages[1].tool_calls[0].function.name",
+            "a tool call needs a function name",
         ),
         ("bad_not_object.jsonl", 1, "", "a record must be a JSON object, got array"),
     ],
@@ -238,9 +238,10 @@ def test_invalid_fields(record: dict, field: str, message: str) -> None:
     assert str(info.value) == f"x.jsonl:5: {field}: {message}"
 
 
-def test_recognised_but_unsupported_format_says_so() -> None:
-    with pytest.raises(DataError, match=r"^x\.json:2: format 'sharegpt' is not supported yet; supported: "):
-        record_to_ir({"conversations": []}, "sharegpt", "x.json", 2)
+def test_unknown_format_name_is_a_programming_error() -> None:
+    # sharegpt and text used to be "recognised but unsupported"; every detected format now converts.
+    with pytest.raises(ValueError, match=r"unknown format 'csv'"):
+        record_to_ir({"conversations": []}, "csv", "x.json", 2)
 
 
 def test_explicit_format_checks_that_format(tmp_path: Path) -> None:
@@ -365,9 +366,9 @@ def test_real_public_files_parse(relpath: str, count: int, fmt: str) -> None:
 
 
 @needs_shared
-def test_tool_call_records_are_rejected_by_field() -> None:
-    path = SHARED_DATA / "openai-cookbook" / "drone_training.jsonl"
-    with pytest.raises(DataError) as info:
-        list(read_conversations(path))
-    assert (info.value.line, info.value.field) == (1, "messages[2].tool_calls")
-    assert str(info.value).startswith(f"{path}:1: messages[2].tool_calls: tool calls are not supported yet")
+def test_tool_call_records_parse() -> None:
+    # Tool calls used to be rejected here; they are now part of the IR (see test_formats.py).
+    convs = list(read_conversations(SHARED_DATA / "openai-cookbook" / "drone_training.jsonl"))
+    assert len(convs) == 103
+    call = convs[0].messages[2].tool_calls
+    assert call == ({"id": "call_id", "name": "takeoff_drone", "arguments": {"altitude": 100}},)

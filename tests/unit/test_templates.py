@@ -107,10 +107,11 @@ def test_render_prompt_stops_at_the_open_assistant_header() -> None:
 
 
 def test_unknown_template_lists_known_ones(tokenizer: PreTrainedTokenizerFast) -> None:
-    with pytest.raises(ValueError, match=r"unknown chat template 'llama3'; known: chatml"):
-        get_template("llama3")
+    # llama3 is a registered template now; an unknown name lists every choice.
+    with pytest.raises(ValueError, match=r"unknown chat template 'vicuna'; known: auto, alpaca, chatml, llama3"):
+        get_template("vicuna")
     with pytest.raises(ValueError, match="unknown chat template"):
-        encode_conversation(CONV, tokenizer, template="llama3")
+        encode_conversation(CONV, tokenizer, template="vicuna")
 
 
 def test_special_tokens_are_single_tokens(tokenizer: PreTrainedTokenizerFast) -> None:

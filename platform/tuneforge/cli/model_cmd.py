@@ -1,10 +1,112 @@
-"""``tuneforge export`` / ``tuneforge generate``: commands that work on trained models."""
+"""``tuneforge export`` / ``tuneforge generate``: commands that work on trained models.
+
+Thin wrappers over ``tuneforge.models.export`` and ``tuneforge.models.generation``. A model argument
+may be a full HF directory (base, full or freeze checkpoint), a PEFT adapter directory (any method),
+a run directory (its newest checkpoint), or an MLflow run id (its run directory under
+``$TUNEFORGE_HOME/runs`` or its ``trainer.output_dir``). Bad input: one line on stderr, exit 1.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from pathlib import Path
+
 import typer
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _fail(message: str) -> None:
+    from tuneforge.cli.main import fail
+
+    fail(message)
+
+
+def _quiet_transformers() -> None:
+    """Loading bars and hub warnings would bury the one line of output."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def resolve_source(arg: str) -> Path:
+    """A path as given; a 32-hex MLflow run id -> that run's directory (then its newest checkpoint)."""
+    path = Path(arg)
+    if path.exists() or not _RUN_ID.match(arg):
+        return path
+    from mlflow import MlflowClient
+
+    from tuneforge.tracking import resolve_tracking_uri, tuneforge_home
+
+    try:
+        run = MlflowClient(resolve_tracking_uri(None)).get_run(arg)
+    except Exception:  # mlflow raises its own exception types for unknown ids
+        raise FileNotFoundError(f"{arg}: not a directory, and no MLflow run with this id") from None
+    output_dir = run.data.params.get("trainer.output_dir")
+    has_output_dir = output_dir and output_dir != "None"
+    run_dir = Path(output_dir) if has_output_dir else tuneforge_home() / "runs" / run.info.run_name
+    if not run_dir.exists():
+        raise FileNotFoundError(f"run {arg}: its run directory {run_dir} does not exist here")
+    return run_dir
+
+
+def generate_cmd(
+    model: str = typer.Argument(..., help="Model or adapter directory, run directory, or MLflow run id."),
+    prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a batch."),
+    mode: str = typer.Option("chat", "--mode", help="chat | instruct (ChatML user turn) | raw (as is)."),
+    max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="Tokens to generate."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+) -> None:
+    """Generate greedy completions with a base, full, freeze or adapter (any method) model."""
+    from tuneforge.cli.errors import user_errors
+    from tuneforge.models.generation import MODES
+
+    if mode not in MODES:
+        _fail(f"--mode: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    _quiet_transformers()
+    with user_errors(_fail):
+        from tuneforge.models.export import find_checkpoint
+        from tuneforge.models.generation import generate, load_for_inference
+
+        path = find_checkpoint(resolve_source(model))
+        loaded, tokenizer = load_for_inference(path)
+        completions = generate(loaded, tokenizer, prompt, max_new_tokens, mode)
+    for p, c in zip(prompt, completions, strict=True):
+        print(c if len(prompt) == 1 else f"[{p}] {c}", flush=True)
+    if as_json:
+        rows = [{"prompt": p, "completion": c} for p, c in zip(prompt, completions, strict=True)]
+        print(json.dumps({"model": str(path), "mode": mode, "completions": rows}), flush=True)
+
+
+def export_cmd(
+    source: str = typer.Argument(..., help="Checkpoint directory, run directory, or MLflow run id."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory to write (must be new or empty)."),
+    merge: bool = typer.Option(False, "--merge", help="Fold a LoRA/IA3 adapter into its base model."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+) -> None:
+    """Write a standalone model: merged HF weights (LoRA/IA3), or a copy with an absolute base path."""
+    from tuneforge.cli.errors import user_errors
+
+    _quiet_transformers()
+    with user_errors(_fail):
+        from tuneforge.models.export import ExportError, export_model
+
+        try:
+            result = export_model(resolve_source(source), out, merge)
+        except ExportError as e:
+            _fail(str(e))
+            return
+    print(f"exported {result.kind} model to {result.out}", flush=True)
+    if as_json:
+        print(json.dumps(result.to_dict()), flush=True)
 
 
 def register_model_commands(app: typer.Typer) -> None:
     """Attach the model commands to the top-level app."""
-    del app
+    app.command("generate")(generate_cmd)
+    app.command("export")(export_cmd)

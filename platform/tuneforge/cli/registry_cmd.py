@@ -133,6 +133,18 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
     app.add_typer(models_app, name="models", help="Inspect registered models.")
 
 
+def _registry_version(client, model_ref: str) -> tuple[str, str] | None:
+    """(name, version) for ``models:/NAME/V`` or ``models:/NAME@alias``; None for other references."""
+    if not model_ref.startswith("models:/") or model_ref.startswith("models:/m-"):
+        return None
+    ref = model_ref.removeprefix("models:/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, str(client.get_model_version_by_alias(name, alias).version)
+    name, _, number = ref.rpartition("/")
+    return (name, number) if number.isdigit() else None
+
+
 def _log_eval(uri: str, model_ref: str, summary: dict[str, Any]) -> str:
     """An evaluation run, tagged with the model it scored (and its registry version when it has one)."""
     from mlflow import MlflowClient
@@ -141,6 +153,13 @@ def _log_eval(uri: str, model_ref: str, summary: dict[str, Any]) -> str:
     exp = client.get_experiment_by_name("tuneforge-evals")
     exp_id = exp.experiment_id if exp else client.create_experiment("tuneforge-evals")
     run = client.create_run(exp_id, tags={"tuneforge.model_ref": model_ref})
+    version = _registry_version(client, model_ref)
+    if version is not None:  # link both ways: the eval run names the version, the version its evals
+        name, number = version
+        client.set_tag(run.info.run_id, "tuneforge.model_version", f"{name}/{number}")
+        client.set_model_version_tag(
+            name, number, f"tuneforge.eval_run.{summary['data_hash']}", run.info.run_id
+        )
     for k, v in summary.items():
         if isinstance(v, dict):
             for part, val in v.items():

@@ -108,11 +108,17 @@ class ModelConfig(_Section):
 class DatasetSpec(_Section):
     """One data file and how to read it."""
 
-    path: str = Field(description="JSONL file (local path or remote URI).")
-    format: Literal["auto", "openai", "alpaca", "sharegpt", "text"] = Field(
-        "auto", description="Record layout; auto detects it from the first records."
+    path: str = Field(
+        description="Data file (.jsonl, .json, .parquet, .txt; local path or fsspec URL such as s3://), "
+        "or a LLaMA-Factory dataset_info.json registry (with `name`, or as path#name)."
     )
-    weight: float = Field(1.0, gt=0, description="Relative sampling weight when mixing several files.")
+    format: Literal["auto", "openai", "alpaca", "sharegpt", "text"] = Field(
+        "auto", description="Record layout; auto detects it per file from the first record."
+    )
+    name: str | None = Field(None, description="Entry of a dataset_info.json registry given as `path`.")
+    weight: float = Field(
+        1.0, gt=0, description="Relative share of the training mix when mixing several files (see docs/data.md)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -132,14 +138,25 @@ class DataConfig(_Section):
     eval_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of train records held out for eval when eval_files is empty."
     )
-    template: str = Field("chatml", description="Chat template used to render conversations.")
+    template: Literal["auto", "chatml", "tokenizer", "llama3", "alpaca"] = Field(
+        "auto",
+        description="Chat template: auto = the tokenizer's own chat_template if it has one, else chatml; "
+        "tokenizer = require the tokenizer's; or a named text template.",
+    )
     packing: bool = Field(True, description="Pack several short records into each max_seq_len sequence.")
     train_on_prompt: bool = Field(
         False, description="Also compute the loss on prompt tokens, not only answers."
     )
+    last_turn_only: bool = Field(
+        False, description="Compute the loss only on the last trained assistant turn of each record."
+    )
     truncation: Literal["truncate", "drop"] = Field(
         "truncate", description="What to do with records longer than max_seq_len."
     )
+    on_bad_record: Literal["error", "skip"] = Field(
+        "error", description="A bad record stops the run (error) or is skipped, counted and reported (skip)."
+    )
+    dedup: bool = Field(True, description="Drop exact duplicate records (same content hash) across all files.")
     max_records: int | None = Field(
         None, ge=1, description="Use at most this many train records (for quick runs)."
     )

@@ -1,19 +1,22 @@
 """tuneforge.data: pure data building blocks (no Ray here; the Ray Data glue calls these functions).
 
-Read files into a chat IR, render and encode it with an exact loss mask, pack or pad into batches,
-and split train/eval deterministically.
+Read files in many formats into a chat IR, render and encode it with an exact loss mask, pack or pad
+into batches, split train/eval deterministically, and plan dedup and mixing across sources.
 """
 
+from tuneforge.data.encode import EncodeResult, encode_record, resolve_template
 from tuneforge.data.errors import DataError
+from tuneforge.data.formats import SUPPORTED_FORMATS, FormatSpec, detect_format, record_to_ir
 from tuneforge.data.ir import ROLES, Conversation, Message
 from tuneforge.data.packing import collate, pack_examples, pad_examples, padding_share, to_model_inputs
 from tuneforge.data.readers import (
-    SUPPORTED_FORMATS,
+    ParsedFile,
+    ProblemLog,
     conversations_from_bytes,
-    detect_format,
     iter_raw_records,
+    parse_bytes,
     read_conversations,
-    record_to_ir,
+    read_source,
 )
 from tuneforge.data.split import is_eval
 from tuneforge.data.templates import (
@@ -38,20 +41,28 @@ __all__ = [
     "ChatTemplate",
     "Conversation",
     "DataError",
+    "EncodeResult",
+    "FormatSpec",
     "Message",
+    "ParsedFile",
+    "ProblemLog",
     "collate",
     "conversations_from_bytes",
     "detect_format",
     "encode_conversation",
+    "encode_record",
     "get_template",
     "is_eval",
     "iter_raw_records",
     "pack_examples",
     "pad_examples",
     "padding_share",
+    "parse_bytes",
     "read_conversations",
+    "read_source",
     "record_to_ir",
     "render_prompt",
     "render_text",
+    "resolve_template",
     "to_model_inputs",
 ]

@@ -76,6 +76,7 @@ class ParsedFile:
     conversations: list[Conversation]
     problems: ProblemLog
     records_seen: int = 0
+    spec: FormatSpec | None = None
 
 
 def _check_fmt(fmt: str) -> None:
@@ -134,7 +135,7 @@ def parse_bytes(
     if seen == 0:
         raise DataError("file is empty: no records", source, kind="empty_file")
     name = spec.name if spec is not None else "unknown"
-    return ParsedFile(source, source, name, sha256_hex(data), convs, problems, seen)
+    return ParsedFile(source, source, name, sha256_hex(data), convs, problems, seen, spec)
 
 
 def read_source(

@@ -140,7 +140,9 @@ def prepared_messages(conv: Conversation, last_turn_only: bool = False) -> tuple
         block = tools_block(conv.tools)
         if messages and messages[0].role == "system":
             first = messages[0]
-            messages[0] = Message("system", f"{first.content}\n\n{block}" if first.content else block, first.train)
+            messages[0] = Message(
+                "system", f"{first.content}\n\n{block}" if first.content else block, first.train
+            )
         else:
             messages.insert(0, Message("system", block))
     if last_turn_only:
@@ -199,6 +201,42 @@ def bos_ids(tokenizer: Any) -> list[int]:
     return [bos] if tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos] else []
 
 
+#: One rendered piece: its text, its ids, whether its tokens are trained, and the role it belongs to.
+Piece = tuple[str, list[int], bool, str]
+
+
+def pieces_to_example(pieces: Sequence[Piece]) -> dict[str, list[int]]:
+    """Concatenate pieces into ``{"input_ids", "labels"}`` (labels -100 on untrained pieces)."""
+    input_ids: list[int] = []
+    labels: list[int] = []
+    for _, ids, trained, _ in pieces:
+        input_ids += ids
+        labels += ids if trained else [IGNORE_INDEX] * len(ids)
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def template_pieces(
+    conv: Conversation,
+    tokenizer: Any,
+    template: str = "chatml",
+    train_on_prompt: bool = False,
+    last_turn_only: bool = False,
+) -> list[Piece]:
+    """The pieces of a chat record under a text template (``train_on_prompt`` trains them all)."""
+    tpl = get_template(template)
+    eos = tokenizer.eos_token or ""
+    pieces: list[Piece] = []
+    bos = bos_ids(tokenizer)
+    if bos:
+        pieces.append((tokenizer.bos_token, bos, train_on_prompt, "bos"))
+    for message in prepared_messages(conv, last_turn_only):
+        for text, is_content, trained in tpl.segments(message, eos):
+            ids = encode_piece(tokenizer, text, literal=is_content)
+            if ids:
+                pieces.append((text, ids, trained or train_on_prompt, message.role))
+    return pieces
+
+
 def encode_with_template(
     conv: Conversation,
     tokenizer: Any,
@@ -207,16 +245,7 @@ def encode_with_template(
     last_turn_only: bool = False,
 ) -> dict[str, list[int]]:
     """Untruncated ids and labels of a chat record under a text template."""
-    tpl = get_template(template)
-    eos = tokenizer.eos_token or ""
-    input_ids = bos_ids(tokenizer)
-    labels = list(input_ids) if train_on_prompt else [IGNORE_INDEX] * len(input_ids)
-    for message in prepared_messages(conv, last_turn_only):
-        for text, is_content, trained in tpl.segments(message, eos):
-            ids = encode_piece(tokenizer, text, literal=is_content)
-            input_ids += ids
-            labels += ids if trained or train_on_prompt else [IGNORE_INDEX] * len(ids)
-    return {"input_ids": input_ids, "labels": labels}
+    return pieces_to_example(template_pieces(conv, tokenizer, template, train_on_prompt, last_turn_only))
 
 
 def encode_conversation(
@@ -240,7 +269,12 @@ def encode_conversation(
     from tuneforge.data.encode import encode_record
 
     result = encode_record(
-        conv, tokenizer, template, max_seq_len, train_on_prompt=train_on_prompt, truncation=truncation,
+        conv,
+        tokenizer,
+        template,
+        max_seq_len,
+        train_on_prompt=train_on_prompt,
+        truncation=truncation,
         last_turn_only=last_turn_only,
     )
     return result.examples[0] if result.examples else None

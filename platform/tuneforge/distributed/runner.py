@@ -16,9 +16,9 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from tuneforge.config import JobConfig, config_hash, save_config
-from tuneforge.data import read_conversations, render_text
+from tuneforge.data import render_text
 from tuneforge.distributed.cluster import ensure_ray
-from tuneforge.distributed.data_pipeline import build_datasets
+from tuneforge.distributed.data_pipeline import build_datasets, build_plan
 from tuneforge.distributed.holdout import write_holdout
 from tuneforge.distributed.worker import train_loop_per_worker
 from tuneforge.evaluation.evaluate import file_hash
@@ -93,11 +93,12 @@ def validate_and_sample_texts(job: JobConfig) -> list[str]:
 
     The texts train the tiny model's tokenizer; for a real base model they are unused.
     """
-    texts: list[str] = []
-    for spec in [*job.data.train_files, *job.data.eval_files]:
-        for conv in read_conversations(spec.path, spec.format):
-            texts.append(render_text(conv, job.data.template))
-    return texts
+    plan = build_plan(job)  # parses every file: bad records raise (or are counted with on_bad_record=skip)
+    return [
+        render_text(conv, job.data.template)
+        for sp in plan.sources
+        for conv in plan.conversations(sp.split, sp.index)
+    ]
 
 
 def total_steps_for(job: JobConfig, train_blocks: int) -> int:
@@ -140,7 +141,9 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
         ensure_ray(job, verbose)
         events.phase("tokenizing and packing with Ray Data")
         data = build_datasets(job, str(tok_dir))
-        log_params_flat(run_id, {"data_stats": {k: round(v, 6) for k, v in data.stats.items()}})
+        stats = {k: round(v, 6) if isinstance(v, float) else v for k, v in data.stats.items()}
+        log_params_flat(run_id, {"data_stats": stats})
+        log_dict_artifact(run_id, data.report, "data/report.json")  # per-source numbers, skipped records
         steps = total_steps_for(job, int(data.stats["train_blocks"]))
 
         d = job.distributed

@@ -85,7 +85,7 @@ def select_trainable(
             sel.trainable.add(name)
     for pattern in patterns:
         if not any(pattern.search(n) for n in names):
-            raise ValueError(f"method.trainable_modules: {pattern.pattern!r} matches no parameter of the model")
+            raise ValueError(f"method.trainable_modules: {pattern.pattern!r} matches no parameter")
     return sel
 
 

@@ -165,7 +165,7 @@ def verify_checkpoint(ckpt_dir: str | Path, atol: float = 1e-5) -> float:
     model, _ = load_for_inference(ckpt_dir)
     got = probe_logits(model, int(ids.max()) + 1, torch.device("cpu"), input_ids=ids)
     if got.shape != expected.shape:
-        raise RuntimeError(f"{ckpt_dir}: probe logits shape {tuple(got.shape)} != saved {tuple(expected.shape)}")
+        raise RuntimeError(f"{ckpt_dir}: probe shape {tuple(got.shape)} != saved {tuple(expected.shape)}")
     diff = float((got - expected).abs().max())
     if diff > atol:
         raise RuntimeError(f"{ckpt_dir}: reloaded model differs from the trained one (max |diff| {diff:.2e})")

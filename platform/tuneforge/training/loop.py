@@ -20,6 +20,7 @@ import torch.distributed as dist
 
 from tuneforge.config import JobConfig
 from tuneforge.data import to_model_inputs
+from tuneforge.models.freeze import on_optimizer_step
 from tuneforge.training.checkpoint import TrainerState, probe_logits, save_checkpoint
 from tuneforge.training.early_stopping import EarlyStopper
 from tuneforge.training.engine import seed_everything
@@ -143,6 +144,7 @@ def run_loop(
         batches_in_epoch = 0
         tick = time.perf_counter()
         for batch in train_batches(epoch):
+            on_optimizer_step(engine.module, step)  # gradual unfreezing (freeze method); else no-op
             inputs = to_model_inputs(_to_device(batch, device))
             loss = engine(**inputs).loss
             engine.backward(loss)
