@@ -1,7 +1,194 @@
-"""``tuneforge data ...``: dataset inspection commands (validate, preview)."""
+"""``tuneforge data ...``: dataset inspection commands (validate, preview).
+
+Both read files exactly as a training run does (same readers, templates and masks), so what they
+show is what the model will see. Neither starts Ray.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 data_app = typer.Typer(no_args_is_help=True, add_completion=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+FORMATS = "auto, openai, alpaca, sharegpt, text"
+TRAINED_STYLE = "bold green"
+PROMPT_STYLE = "dim"
+CUT_STYLE = "red strike"
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/bold red] {message}")
+    raise typer.Exit(1)
+
+
+def _validate_one(path: str, fmt: str, max_errors: int) -> dict[str, Any]:
+    """One input's summary: format, good records, and its problems (first ``max_errors``)."""
+    from tuneforge.data import DataError, read_source
+
+    entry: dict[str, Any] = {"path": path, "format": None, "records": 0, "errors": [], "problems": 0}
+    try:
+        parsed = read_source(path, fmt, on_bad="skip", max_errors=max_errors)
+    except DataError as e:
+        entry["errors"], entry["problems"] = [e.to_dict()], 1
+        return entry
+    except FileNotFoundError:
+        entry["errors"], entry["problems"] = [{"line": 0, "field": "", "message": "file not found"}], 1
+        return entry
+    entry.update(
+        format=parsed.format,
+        records=len(parsed.conversations),
+        errors=[e.to_dict() for e in parsed.problems.errors],
+        problems=parsed.problems.total,
+    )
+    return entry
+
+
+@data_app.command()
+def validate(
+    paths: list[str] = typer.Argument(..., help="Data files (or dataset_info.json#NAME registry entries)."),
+    fmt: str = typer.Option("auto", "--format", "-f", help=f"Record layout: {FORMATS}."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON report as the last line."),
+    max_errors: int = typer.Option(50, "--max-errors", help="Problems listed per file."),
+) -> None:
+    """Check data files record by record; list every problem (exit 1) or summarise them (exit 0)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if fmt not in FORMATS.split(", "):
+        _fail(f"--format: unknown format {fmt!r}; expected one of {FORMATS}")
+    files = [_validate_one(p, fmt, max_errors) for p in paths]
+    for f in files:
+        if not f["errors"]:
+            out.print(f"[green]ok[/green]  {f['path']}: {f['records']} records ({f['format']})")
+            continue
+        more = f["problems"] - len(f["errors"])
+        out.print(f"[red]bad[/red] {f['path']}: {f['problems']} problem(s), {f['records']} good records")
+        for e in f["errors"]:
+            where = f"{f['path']}:{e['line']}" if e["line"] else f["path"]
+            out.print("    " + ": ".join(p for p in (where, e["field"], e["message"]) if p))
+        if more > 0:
+            out.print(f"    ... and {more} more")
+    bad = sum(1 for f in files if f["errors"])
+    total = sum(f["records"] for f in files)
+    out.print(f"{len(files)} file(s), {total} records, {bad} with problems")
+    if as_json:
+        print(json.dumps({"files": files}), flush=True)
+    raise typer.Exit(1 if bad else 0)
+
+
+def _render_record(pieces: list[tuple[str, list[int], bool, str]], tokenizer: Any, limit: int) -> Text:
+    """The record as the model sees it: trained pieces bold green, prompt dim, past the limit struck."""
+    text = Text()
+    used = 0
+    for piece, ids, trained, _ in pieces:
+        style = TRAINED_STYLE if trained else PROMPT_STYLE
+        if used >= limit:
+            text.append(piece, style=CUT_STYLE)
+        elif used + len(ids) > limit:
+            keep = limit - used
+            text.append(tokenizer.decode(ids[:keep]), style=style)
+            text.append(tokenizer.decode(ids[keep:]), style=CUT_STYLE)
+        else:
+            text.append(piece, style=style)
+        used += len(ids)
+    return text
+
+
+def _stats_table(stats: dict[str, Any], skipped: int) -> Table:
+    table = Table(title="statistics", show_header=False)
+    length = stats["length"]
+    over = stats["over_max_seq_len"]
+    fate = (
+        f"{stats['truncated']} truncated, {stats['dropped_too_long']} dropped, {stats['chunked']} chunked"
+        if over
+        else "none"
+    )
+    rows = [
+        ("records", str(stats["records"])),
+        ("skipped bad records", str(skipped)),
+        ("tokens", str(stats["tokens"])),
+        ("trained tokens", f"{stats['trained_tokens']} ({stats['trained_share']:.1%})"),
+        *[(f"  trained from {r}", f"{s:.1%}") for r, s in stats["trained_share_by_role"].items()],
+        (
+            "length p50 / p90 / p99 / max",
+            f"{length['p50']} / {length['p90']} / {length['p99']} / {length['max']}",
+        ),
+        (f"longer than max_seq_len={stats['max_seq_len']}", f"{over} ({fate})"),
+        ("dropped: nothing left to train", str(stats["dropped_no_trained_tokens"])),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+@data_app.command()
+def preview(
+    path: str = typer.Argument(..., help="A data file (or dataset_info.json#NAME)."),
+    fmt: str = typer.Option("auto", "--format", "-f", help=f"Record layout: {FORMATS}."),
+    template: str = typer.Option("auto", "--template", "-t", help="auto, chatml, tokenizer, llama3, alpaca."),
+    n: int = typer.Option(3, "-n", help="Records to render."),
+    tokenizer_dir: Path | None = typer.Option(
+        None, "--tokenizer", help="Tokenizer directory (default: train a BPE)."
+    ),
+    max_seq_len: int = typer.Option(512, "--max-seq-len", help="Sequence limit for the statistics."),
+    truncation: str = typer.Option("truncate", "--truncation", help="truncate or drop over-long records."),
+    train_on_prompt: bool = typer.Option(False, "--train-on-prompt"),
+    last_turn_only: bool = typer.Option(False, "--last-turn-only"),
+    vocab_size: int = typer.Option(
+        1024, "--vocab-size", help="Vocabulary of the BPE trained without --tokenizer."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON on the last line."),
+) -> None:
+    """Render records as the model sees them (trained spans highlighted), then corpus statistics."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from tuneforge.cli.errors import user_errors
+    from tuneforge.data import read_source, render_text
+    from tuneforge.data.encode import record_pieces
+    from tuneforge.data.stats import corpus_stats
+
+    if fmt not in FORMATS.split(", "):
+        _fail(f"--format: unknown format {fmt!r}; expected one of {FORMATS}")
+    with user_errors(_fail):
+        parsed = read_source(path, fmt, on_bad="skip")
+        convs = parsed.conversations
+        if tokenizer_dir is not None:
+            from tuneforge.models.tokenizer import load_tokenizer
+
+            tokenizer = load_tokenizer(tokenizer_dir)
+        else:
+            from tuneforge.models.tokenizer import train_bpe_tokenizer
+
+            tokenizer = train_bpe_tokenizer((render_text(c, template) for c in convs), vocab_size)
+        opts = {"train_on_prompt": train_on_prompt, "last_turn_only": last_turn_only}
+        out.print(
+            f"{parsed.source}: {parsed.format}, {len(convs)} records; "
+            f"[{TRAINED_STYLE}]trained[/{TRAINED_STYLE}] [{PROMPT_STYLE}]not trained[/{PROMPT_STYLE}] "
+            f"[{CUT_STYLE}]cut at max_seq_len[/{CUT_STYLE}]"
+        )
+        for conv in convs[:n]:
+            pieces = record_pieces(conv, tokenizer, template, **opts)
+            tokens = sum(len(ids) for _, ids, _, _ in pieces)
+            trained = sum(len(ids) for _, ids, t, _ in pieces if t)
+            out.rule(f"{conv.source}:{conv.line} · {tokens} tokens · {trained} trained")
+            out.print(_render_record(pieces, tokenizer, max_seq_len if conv.mode != "pretrain" else 10**12))
+        stats = corpus_stats(convs, tokenizer, template, max_seq_len, truncation=truncation, **opts).to_dict()
+    out.rule()
+    out.print(_stats_table(stats, parsed.problems.total))
+    for kind, examples in parsed.problems.examples.items():
+        out.print(f"skipped ({kind}): {parsed.problems.counts[kind]}, e.g. {examples[0]}")
+    if as_json:
+        print(
+            json.dumps(
+                {"path": parsed.source, "format": parsed.format, "skipped": parsed.problems.total, **stats}
+            ),
+            flush=True,
+        )

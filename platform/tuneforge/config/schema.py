@@ -116,8 +116,11 @@ class DatasetSpec(_Section):
         "auto", description="Record layout; auto detects it per file from the first record."
     )
     name: str | None = Field(None, description="Entry of a dataset_info.json registry given as `path`.")
-    weight: float = Field(
-        1.0, gt=0, description="Relative share of the training mix when mixing several files (see docs/data.md)."
+    weight: float | None = Field(
+        None,
+        gt=0,
+        description="Relative share of the training mix (set on every train file or on none; none keeps "
+        "the files' natural proportions). See docs/data.md.",
     )
 
     @model_validator(mode="before")
@@ -156,7 +159,9 @@ class DataConfig(_Section):
     on_bad_record: Literal["error", "skip"] = Field(
         "error", description="A bad record stops the run (error) or is skipped, counted and reported (skip)."
     )
-    dedup: bool = Field(True, description="Drop exact duplicate records (same content hash) across all files.")
+    dedup: bool = Field(
+        True, description="Drop exact duplicate records (same content hash) across all files."
+    )
     max_records: int | None = Field(
         None, ge=1, description="Use at most this many train records (for quick runs)."
     )
@@ -166,6 +171,15 @@ class DataConfig(_Section):
     def _single_file_shorthand(cls, value: Any) -> Any:
         """Let `data.train_files=a.jsonl` mean a one-file list."""
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _weights_all_or_none(self) -> Self:
+        """Weights are shares of the mix, so a mix with some files unweighted would be ambiguous."""
+        set_ = [s.weight is not None for s in self.train_files]
+        if any(set_) and not all(set_):
+            missing = ", ".join(s.path for s in self.train_files if s.weight is None)
+            raise ValueError(f"train_files: set weight on every file or on none (no weight: {missing})")
+        return self
 
 
 class FullMethod(_Section):

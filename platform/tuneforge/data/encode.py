@@ -73,7 +73,11 @@ def record_pieces(
 
 def _pretrain(conv: Conversation, tokenizer: Any, max_seq_len: int | None) -> EncodeResult:
     """Raw text chunked into ``max_seq_len`` blocks, every token trained."""
-    ids = pieces_to_example(record_pieces(conv, tokenizer))["input_ids"]
+    return chunk(pieces_to_example(record_pieces(conv, tokenizer))["input_ids"], max_seq_len)
+
+
+def chunk(ids: list[int], max_seq_len: int | None) -> EncodeResult:
+    """Split a pretrain document into blocks; a 1-token tail is dropped (it predicts nothing)."""
     size = max_seq_len or len(ids)
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     examples = [{"input_ids": c, "labels": list(c)} for c in chunks if len(c) > 1]
@@ -100,7 +104,11 @@ def encode_record(
     pieces = record_pieces(
         conv, tokenizer, template, train_on_prompt=train_on_prompt, last_turn_only=last_turn_only
     )
-    enc = pieces_to_example(pieces)
+    return finish(pieces_to_example(pieces), max_seq_len, truncation)
+
+
+def finish(enc: dict[str, list[int]], max_seq_len: int | None, truncation: str) -> EncodeResult:
+    """Apply the length policy to an untruncated chat example and drop it if nothing is trained."""
     length, status = len(enc["input_ids"]), "ok"
     if max_seq_len is not None and length > max_seq_len:
         if truncation == "drop":

@@ -1,6 +1,7 @@
 """Deterministic dataset mixing: per-source repetition factors from weights, applied per record.
 
-Semantics: ``DatasetSpec.weight`` values are **relative shares of the training mix**. With sources
+Semantics: ``DatasetSpec.weight`` values are **relative shares of the training mix** (set on every
+train file or on none; none keeps the files' natural proportions, i.e. plain concatenation). With sources
 of ``n_i`` train records (after dedup and the eval split) and weights ``w_i``, the mix keeps the
 natural total ``N = sum(n_i)`` and gives source ``i`` a target of ``N * w_i / sum(w)`` records, i.e.
 a factor ``f_i = target_i / n_i``: ``f < 1`` subsamples, ``f > 1`` repeats (``floor(f)`` copies of
@@ -23,18 +24,23 @@ def unit_interval(*parts: object) -> float:
     return int(digest, 16) / 2**256
 
 
-def mix_factors(counts: Sequence[int], weights: Sequence[float]) -> list[float]:
-    """Per-source repetition factors that turn ``counts`` into shares proportional to ``weights``."""
+def mix_factors(counts: Sequence[int], weights: Sequence[float | None]) -> list[float]:
+    """Per-source repetition factors that turn ``counts`` into shares proportional to ``weights``.
+
+    No weights at all (every one None) keeps the natural proportions: every factor is 1.
+    """
     if len(counts) != len(weights):
         raise ValueError("counts and weights differ in length")
-    if any(w <= 0 for w in weights):
+    if all(w is None for w in weights):
+        return [1.0] * len(counts)
+    if any(w is None or w <= 0 for w in weights):
         raise ValueError("weights must be positive")
-    present = [(n, w) for n, w in zip(counts, weights, strict=True) if n > 0]
+    present = [(n, float(w)) for n, w in zip(counts, weights, strict=True) if n > 0 and w is not None]
     if len(present) <= 1:
         return [1.0] * len(counts)
     total = sum(n for n, _ in present)
     wsum = sum(w for _, w in present)
-    return [total * w / wsum / n if n > 0 else 0.0 for n, w in zip(counts, weights, strict=True)]
+    return [total * float(w) / wsum / n if n > 0 and w else 0.0 for n, w in zip(counts, weights, strict=True)]
 
 
 def repeat_count(content_hash: str, source_index: int, factor: float, seed: int) -> int:

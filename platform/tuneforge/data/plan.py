@@ -27,7 +27,7 @@ class SourceSpec(Protocol):
 
     path: str
     format: str
-    weight: float
+    weight: float | None
     name: str | None
 
 
@@ -41,7 +41,7 @@ class SourcePlan:
     path: str
     format: str
     sha256: str
-    weight: float
+    weight: float | None
     records: int = 0
     skipped: int = 0
     duplicates: int = 0

@@ -17,7 +17,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from tuneforge.config import JobConfig, config_hash, save_config
 from tuneforge.data import render_text
-from tuneforge.distributed.cluster import ensure_ray
+from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
 from tuneforge.distributed.data_pipeline import build_datasets, build_plan
 from tuneforge.distributed.holdout import write_holdout
 from tuneforge.distributed.worker import train_loop_per_worker
@@ -118,6 +118,7 @@ def total_steps_for(job: JobConfig, train_blocks: int) -> int:
 def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = False) -> RunSummary:
     """Fine-tune, evaluate, log and register one model as the job spec says."""
     events = events or _Silent()
+    quiet_libraries(verbose)
     started = time.perf_counter()
     home = tuneforge_home()
     name = _run_name(job)
