@@ -258,10 +258,8 @@ def test_eval_and_models_show_cli(store, models):
         f"models:/{name}/{v1}",
         "--data",
         str(models["chat_eval"]),
-        "--metric",
-        "eval_loss",
-        "--metric",
-        "rougeL",
+        "--mode",
+        "chat",
         "--json",
     ]
     out = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300)

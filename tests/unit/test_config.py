@@ -323,3 +323,35 @@ def test_field_descriptions_cover_every_field() -> None:
     assert "data.train_files[].path" in descriptions
     assert all(descriptions.values())
     assert set(JobConfig.model_fields) <= set(descriptions)
+
+
+# ------------------------------------------------------------------------------------------ data section
+
+
+def test_data_defaults_for_the_data_layer(minimal: Path) -> None:
+    d = load_config(minimal).data
+    assert (d.template, d.on_bad_record, d.dedup, d.last_turn_only) == ("auto", "error", True, False)
+    assert d.train_files[0].weight is None and d.train_files[0].name is None
+
+
+def test_registry_entry_shorthand_splits_into_path_and_name(tmp_path: Path) -> None:
+    (tmp_path / "dataset_info.json").write_text("{}")
+    cfg = load_config(write(tmp_path, f"data:\n  train_files: ['{tmp_path}/dataset_info.json#identity']\n"))
+    spec = cfg.data.train_files[0]
+    assert (spec.path, spec.name) == (str(tmp_path / "dataset_info.json"), "identity")
+    plain = load_config(write(tmp_path, "data:\n  train_files: ['odd#name.jsonl']\n")).data.train_files[0]
+    assert plain.name is None and plain.path.endswith("odd#name.jsonl")
+
+
+def test_mix_weights_are_all_or_none(tmp_path: Path) -> None:
+    ok = load_config(
+        write(tmp_path, "data:\n  train_files: [{path: a.jsonl, weight: 3}, {path: b.jsonl, weight: 1}]\n")
+    )
+    assert [s.weight for s in ok.data.train_files] == [3.0, 1.0]
+    err = load_error(write(tmp_path, "data:\n  train_files: [{path: a.jsonl, weight: 3}, b.jsonl]\n"))
+    assert "set weight on every file or on none" in str(err)
+
+
+def test_unknown_template_and_policy_are_config_errors(minimal: Path) -> None:
+    assert "vicuna" in str(load_error(minimal, ["data.template=vicuna"]))
+    assert "on_bad_record" in str(load_error(minimal, ["data.on_bad_record=ignore"]))

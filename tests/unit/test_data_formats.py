@@ -43,7 +43,9 @@ TOOL_RECORD = {
 def test_openai_tool_calls_weights_and_tools(tmp_path: Path) -> None:
     [conv] = read_conversations(_jsonl(tmp_path, "t.jsonl", [TOOL_RECORD]))
     m = conv.messages
-    assert m[2] == Message("assistant", "", None, ({"id": "c1", "name": "takeoff", "arguments": {"altitude": 100}},))
+    assert m[2] == Message(
+        "assistant", "", None, ({"id": "c1", "name": "takeoff", "arguments": {"altitude": 100}},)
+    )
     assert (m[3].role, m[3].name, m[3].content) == ("tool", "c1", '{"ok": true}')
     assert [x.trained for x in m] == [False, False, True, False, False, False, True]
     assert conv.tools == tuple(TOOL_RECORD["tools"])
@@ -87,10 +89,14 @@ def test_sharegpt_roles_function_calls_and_tools(tmp_path: Path) -> None:
     path.write_text(json.dumps([rec], indent=1))
     [conv] = read_conversations(path)
     assert [m.role for m in conv.messages] == ["system", "user", "assistant", "tool", "assistant"]
-    assert conv.messages[2].tool_calls == ({"id": None, "name": "get_weather", "arguments": {"city": "Oslo"}},)
+    assert conv.messages[2].tool_calls == (
+        {"id": None, "name": "get_weather", "arguments": {"city": "Oslo"}},
+    )
     assert conv.tools == ({"name": "get_weather", "parameters": {}},)
     bad = {"conversations": [{"from": "human", "value": "x"}, {"from": "bot", "value": "y"}]}
-    with pytest.raises(DataError, match=r"conversations\[1\]\.from: unknown role 'bot'; expected one of human"):
+    with pytest.raises(
+        DataError, match=r"conversations\[1\]\.from: unknown role 'bot'; expected one of human"
+    ):
         list(read_conversations(_jsonl(tmp_path, "b.jsonl", [bad])))
 
 
@@ -121,8 +127,16 @@ def test_fsspec_memory_url_reads_like_a_local_file(tmp_path: Path) -> None:
 
 
 def test_registry_with_columns_and_tags(tmp_path: Path) -> None:
-    _jsonl(tmp_path, "chat.jsonl", [{"dialog": [{"role": "user", "content": "hi"},
-                                                {"role": "assistant", "content": "hello"}], "sys": "S"}])
+    _jsonl(
+        tmp_path,
+        "chat.jsonl",
+        [
+            {
+                "dialog": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+                "sys": "S",
+            }
+        ],
+    )
     _jsonl(tmp_path, "qa.jsonl", [{"q": "2+2?", "a": "4"}])
     (tmp_path / "dataset_info.json").write_text(json.dumps({
         "chat": {"file_name": "chat.jsonl", "formatting": "sharegpt",
@@ -136,11 +150,16 @@ def test_registry_with_columns_and_tags(tmp_path: Path) -> None:
     registry = str(tmp_path / "dataset_info.json")
     chat = read_source(registry, name="chat")
     assert [(m.role, m.content) for m in chat.conversations[0].messages] == [
-        ("system", "S"), ("user", "hi"), ("assistant", "hello")
+        ("system", "S"),
+        ("user", "hi"),
+        ("assistant", "hello"),
     ]
     assert chat.source == f"{registry}#chat" and chat.format == "sharegpt"
     qa = read_source(f"{registry}#qa")  # the path#name form is the same thing
-    assert [(m.role, m.content) for m in qa.conversations[0].messages] == [("user", "2+2?"), ("assistant", "4")]
+    assert [(m.role, m.content) for m in qa.conversations[0].messages] == [
+        ("user", "2+2?"),
+        ("assistant", "4"),
+    ]
     with pytest.raises(DataError, match="no local file_name"):
         read_source(registry, name="hub")
     with pytest.raises(DataError, match="preference and multimodal"):

@@ -84,21 +84,34 @@ def validate(
     raise typer.Exit(1 if bad else 0)
 
 
-def _render_record(pieces: list[tuple[str, list[int], bool, str]], tokenizer: Any, limit: int) -> Text:
-    """The record as the model sees it: trained pieces bold green, prompt dim, past the limit struck."""
+def _render_record(
+    pieces: list[tuple[str, list[int], bool, str]], tokenizer: Any, limit: int, markers: bool
+) -> Text:
+    """The record as the model sees it: trained pieces bold green, prompt dim, past the limit struck.
+
+    ``markers`` also wraps trained runs in ``⟦ ⟧`` so the spans survive where styles do not (logs, pipes).
+    """
     text = Text()
-    used = 0
+    used, open_ = 0, False
     for piece, ids, trained, _ in pieces:
+        if markers and trained != open_ and used < limit:
+            text.append("⟦" if trained else "⟧", style=TRAINED_STYLE)
+            open_ = trained
         style = TRAINED_STYLE if trained else PROMPT_STYLE
         if used >= limit:
             text.append(piece, style=CUT_STYLE)
         elif used + len(ids) > limit:
             keep = limit - used
             text.append(tokenizer.decode(ids[:keep]), style=style)
+            if markers and open_:
+                text.append("⟧", style=TRAINED_STYLE)
+                open_ = False
             text.append(tokenizer.decode(ids[keep:]), style=CUT_STYLE)
         else:
             text.append(piece, style=style)
         used += len(ids)
+    if markers and open_:
+        text.append("⟧", style=TRAINED_STYLE)
     return text
 
 
@@ -145,6 +158,9 @@ def preview(
     vocab_size: int = typer.Option(
         1024, "--vocab-size", help="Vocabulary of the BPE trained without --tokenizer."
     ),
+    markers: bool | None = typer.Option(
+        None, "--markers/--no-markers", help="Wrap trained spans in ⟦ ⟧ (default: when not a terminal)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON on the last line."),
 ) -> None:
     """Render records as the model sees them (trained spans highlighted), then corpus statistics."""
@@ -179,7 +195,10 @@ def preview(
             tokens = sum(len(ids) for _, ids, _, _ in pieces)
             trained = sum(len(ids) for _, ids, t, _ in pieces if t)
             out.rule(f"{conv.source}:{conv.line} · {tokens} tokens · {trained} trained")
-            out.print(_render_record(pieces, tokenizer, max_seq_len if conv.mode != "pretrain" else 10**12))
+            limit = max_seq_len if conv.mode != "pretrain" else 10**12  # raw text is chunked, not cut
+            out.print(
+                _render_record(pieces, tokenizer, limit, not out.is_terminal if markers is None else markers)
+            )
         stats = corpus_stats(convs, tokenizer, template, max_seq_len, truncation=truncation, **opts).to_dict()
     out.rule()
     out.print(_stats_table(stats, parsed.problems.total))

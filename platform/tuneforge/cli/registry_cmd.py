@@ -42,6 +42,7 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
         metric: list[str] = typer.Option(
             ["eval_loss"], "--metric", help="eval_loss, rougeL, exact_match, chrf"
         ),
+        mode: str | None = typer.Option(None, "--mode", help="chat | instruct: use the mode's metrics"),
         tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -51,6 +52,10 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
             from tuneforge.evaluation.evaluate import evaluate
             from tuneforge.registry.resolve import load_model_ref
 
+            if mode is not None:
+                from tuneforge.evaluation.metrics import metrics_for_mode
+
+                metric = list(metrics_for_mode(mode))
             m, tok = load_model_ref(model)
             report = evaluate(m, tok, data, metric)
             summary: dict[str, Any] = {"model": model, **report.summary()}

@@ -126,8 +126,13 @@ class DatasetSpec(_Section):
     @model_validator(mode="before")
     @classmethod
     def _path_shorthand(cls, data: Any) -> Any:
-        """Let YAML list a file as a bare string instead of {path: ...}."""
-        return {"path": data} if isinstance(data, str) else data
+        """Let YAML list a file as a bare string instead of {path: ...}; `dataset_info.json#name` = name."""
+        data = {"path": data} if isinstance(data, str) else data
+        if isinstance(data, dict) and isinstance(data.get("path"), str) and "#" in data["path"]:
+            path, _, entry = data["path"].partition("#")
+            if path.replace("\\", "/").rsplit("/", 1)[-1] == "dataset_info.json" and not data.get("name"):
+                data = {**data, "path": path, "name": entry}
+        return data
 
 
 class DataConfig(_Section):

@@ -91,15 +91,15 @@ LLAMA3 = ChatTemplate(
 ALPACA = ChatTemplate(
     name="alpaca",
     turn_start="",
-    turn_end="\n\n",
-    turn_sep="",
+    turn_end="",
+    turn_sep="\n\n",
     starts=(
         ("system", ""),
         ("user", "### Instruction:\n"),
         ("assistant", "### Response:\n"),
         ("tool", "### Observation:\n"),
     ),
-    ends=(("assistant", EOS_PLACEHOLDER + "\n\n"),),
+    ends=(("assistant", EOS_PLACEHOLDER),),
 )
 TEMPLATES: dict[str, ChatTemplate] = {t.name: t for t in (CHATML, LLAMA3, ALPACA)}
 

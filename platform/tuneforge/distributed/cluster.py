@@ -21,6 +21,7 @@ def quiet_libraries(verbose: bool) -> None:
     """Keep the console to our own progress lines unless the user asked for the libraries' logs."""
     if verbose:
         return
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("ray.data", "ray.train", "ray.tune", "mlflow", "mlflow.transformers", "deepspeed"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import transformers

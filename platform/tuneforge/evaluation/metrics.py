@@ -56,3 +56,17 @@ def get_metric(name: str) -> Metric:
     if name not in METRICS:
         raise ValueError(f"unknown metric '{name}'; known: {', '.join(sorted(METRICS))}, eval_loss")
     return METRICS[name]
+
+
+#: Default metrics per tuning mode (the modes package extends this as modes are added).
+MODE_METRICS: dict[str, tuple[str, ...]] = {
+    "chat": ("eval_loss", "rougeL"),
+    "instruct": ("eval_loss", "rougeL", "exact_match"),
+}
+
+
+def metrics_for_mode(mode: str) -> tuple[str, ...]:
+    """The metrics a mode is judged by; unknown modes list the known ones."""
+    if mode not in MODE_METRICS:
+        raise ValueError(f"--mode {mode}: unknown mode; known: {', '.join(sorted(MODE_METRICS))}")
+    return MODE_METRICS[mode]
