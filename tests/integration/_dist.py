@@ -109,7 +109,9 @@ def run_case(rank: int, world: int, case: dict[str, Any], root: Path) -> dict[st
     }
 
 
-def run_cases(rank: int, world: int, cases: dict[str, dict[str, Any]], root: str) -> dict[str, dict[str, Any]]:
+def run_cases(
+    rank: int, world: int, cases: dict[str, dict[str, Any]], root: str
+) -> dict[str, dict[str, Any]]:
     """Every case in order on this rank (the ``spawn`` target); bases under ``root`` (``prepare_bases``)."""
     return {name: run_case(rank, world, case, Path(root)) for name, case in cases.items()}
 

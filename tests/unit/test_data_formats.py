@@ -30,7 +30,8 @@ TOOL_RECORD = {
         {"role": "system", "content": "You fly drones."},
         {"role": "user", "content": "Take off to 100m."},
         {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "takeoff", "arguments": "{\"altitude\": 100}"}}]},
+            {"id": "c1", "type": "function",
+             "function": {"name": "takeoff", "arguments": "{\"altitude\": 100}"}}]},
         {"role": "tool", "tool_call_id": "c1", "content": "{\"ok\": true}"},
         {"role": "assistant", "content": "Airborne.", "weight": 0},
         {"role": "user", "content": "Land."},
@@ -206,3 +207,13 @@ def test_real_tool_call_data_has_calls_results_and_tools() -> None:
 def test_parse_bytes_equals_reading_the_file(tmp_path: Path) -> None:
     path = _jsonl(tmp_path, "t.jsonl", [TOOL_RECORD, TOOL_RECORD])
     assert parse_bytes(path.read_bytes(), str(path)).conversations == list(read_conversations(path))
+
+
+def test_record_id_is_kept_as_metadata(tmp_path: Path) -> None:
+    rec = {
+        "id": "identity_0",
+        "conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}],
+    }
+    [conv] = read_conversations(_jsonl(tmp_path, "i.jsonl", [rec]))
+    assert conv.metadata == {"id": "identity_0"}
+    assert conv.content_hash() == Conversation(conv.messages).content_hash()  # metadata is not content

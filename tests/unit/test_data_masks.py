@@ -65,7 +65,10 @@ def test_chatml_renders_tools_and_tool_calls() -> None:
     text = render_text(CONV)
     assert text.startswith("<|im_start|>system\nYou fly drones.\n\n# Tools\n")
     assert tools_block(TOOLS) in text
-    call = '<|im_start|>assistant\n<tool_call>\n{"name": "takeoff", "arguments": {"altitude": 100}}\n</tool_call><|im_end|>\n'
+    call = (
+        '<|im_start|>assistant\n<tool_call>\n{"name": "takeoff", "arguments": {"altitude": 100}}\n'
+        "</tool_call><|im_end|>\n"
+    )
     assert call in text
     assert '<|im_start|>tool\n{"ok": true}<|im_end|>\n' in text
 
@@ -137,7 +140,10 @@ def test_tokenizer_chat_template_masks_exactly_the_assistant_turns(tokenizer) ->
 
 
 def test_tokenizer_template_that_rewrites_history_is_rejected(tokenizer) -> None:
-    unstable = "{% for m in messages %}{% if loop.last %}[{{ m.content }}]{% else %}{{ m.content }}{% endif %}{% endfor %}"
+    unstable = (
+        "{% for m in messages %}{% if loop.last %}[{{ m.content }}]{% else %}{{ m.content }}{% endif %}"
+        "{% endfor %}"
+    )
     tok = _with_template(tokenizer, unstable)
     conv = Conversation(
         (Message("user", "a"), Message("assistant", "b"), Message("user", "c"), Message("assistant", "d"))

@@ -96,18 +96,15 @@ def test_skip_policy_reaches_the_plan_and_all_bad_is_an_error(tmp_path: Path) ->
 pipeline = pytest.importorskip("tuneforge.distributed.data_pipeline")
 
 
-def _rows(plan, split: str, target: str, seed: int = 7, eval_fraction: float = 0.1) -> list[Conversation]:
+def _rows(
+    plan, split: str, target: str, seed: int = 7, eval_fraction: float = 0.1, on_bad: str = "error"
+) -> list[Conversation]:
     out = []
-    for sp in plan.sources:
-        if sp.split != split:
-            continue
-        spec = plan.parsed[(sp.split, sp.index)].spec
-        row = {"split": sp.split, "index": sp.index, "path": sp.path, "source": sp.source,
-               "spec": json.dumps({"name": spec.name, "columns": spec.columns, "tags": spec.tags})}  # fmt: skip
-        factors = {s.index: s.factor for s in plan.sources if s.split == "train"}
+    factors = {s.index: s.factor for s in plan.sources if s.split == "train"}
+    for row in pipeline.source_items(plan, split):
         items = pipeline.source_rows(
             row, target=target, drop=frozenset(plan.drop), factors=factors, eval_fraction=eval_fraction,
-            seed=seed, has_eval_files=False, on_bad="error",
+            seed=seed, has_eval_files=False, on_bad=on_bad,
         )  # fmt: skip
         out += [Conversation.from_dict(json.loads(i["conv"])) for i in items]
     return out
@@ -130,8 +127,10 @@ def test_source_rows_reproduce_the_plan(tmp_path: Path) -> None:
 
 
 def test_tokenize_and_block_counts_truncation(tmp_path: Path) -> None:
-    convs = read_source(_file(tmp_path, "a.jsonl", [_chat(1), {"messages": [
-        {"role": "user", "content": "long " * 10}, {"role": "assistant", "content": "ok " * 80}]}])).conversations  # fmt: skip
+    long = {
+        "messages": [{"role": "user", "content": "long " * 10}, {"role": "assistant", "content": "ok " * 80}]
+    }
+    convs = read_source(_file(tmp_path, "a.jsonl", [_chat(1), long])).conversations
     tok = train_bpe_tokenizer(["q1 a1 long ok"] * 10, 300)
     batch = {"conv": np.asarray([json.dumps(c.to_dict()) for c in convs], dtype=object)}
     kw = dict(tokenizer=tok, template="auto", max_seq_len=64, packing=True, train_on_prompt=False,
@@ -142,3 +141,20 @@ def test_tokenize_and_block_counts_truncation(tmp_path: Path) -> None:
     assert out["input_ids"].shape[0] == 2  # the truncated record fills a block; the short one opens another
     out = pipeline.tokenize_and_block(batch, truncation="drop", **kw)
     assert (out["n_docs"].sum(), out["n_too_long"].sum(), out["n_dropped"].sum()) == (1, 1, 1)
+
+
+def test_ray_tasks_reparse_exactly_like_the_driver(tmp_path: Path) -> None:
+    """Drop keys are ordinals of good records, so a task must keep exactly the driver's records, even
+    with skipped records, a forced format and registry column mappings."""
+    both = {"instruction": "i", "output": "o", "messages": [{"role": "assistant", "content": "m"}]}
+    ab, cd = {"instruction": "a", "output": "b"}, {"instruction": "c", "output": "d"}
+    mixed = _file(tmp_path, "m.jsonl", [ab, both, ab, cd])
+    _file(tmp_path, "qa.jsonl", [{"q": "x", "a": "y"}, {"q": "x", "a": "y"}, {"q": "z", "a": "w"}])
+    registry = {"qa": {"file_name": "qa.jsonl", "columns": {"prompt": "q", "response": "a"}}}
+    (tmp_path / "dataset_info.json").write_text(json.dumps(registry))
+    specs = [Spec(mixed), Spec(mixed, format="alpaca"), Spec(str(tmp_path / "dataset_info.json"), name="qa")]
+    plan = plan_data(specs, [], eval_fraction=0.0, seed=0, on_bad="skip")
+    assert [s.duplicates for s in plan.sources] == [1, 3, 1]  # the forced-alpaca file keeps the mixed record
+    expected = [c.messages for sp in plan.sources for c in plan.conversations("train", sp.index)]
+    rows = _rows(plan, "train", "train", seed=0, eval_fraction=0.0, on_bad="skip")
+    assert [c.messages for c in rows] == expected

@@ -108,7 +108,8 @@ def test_render_prompt_stops_at_the_open_assistant_header() -> None:
 
 def test_unknown_template_lists_known_ones(tokenizer: PreTrainedTokenizerFast) -> None:
     # llama3 is a registered template now; an unknown name lists every choice.
-    with pytest.raises(ValueError, match=r"unknown chat template 'vicuna'; known: auto, alpaca, chatml, llama3"):
+    known = r"known: auto, alpaca, chatml, llama3, tokenizer"
+    with pytest.raises(ValueError, match=rf"unknown chat template 'vicuna'; {known}"):
         get_template("vicuna")
     with pytest.raises(ValueError, match="unknown chat template"):
         encode_conversation(CONV, tokenizer, template="vicuna")

@@ -77,6 +77,9 @@ class ParsedFile:
     problems: ProblemLog
     records_seen: int = 0
     spec: FormatSpec | None = None
+    #: what the file was parsed with ("auto", a format name, or a registry FormatSpec): re-parsing the
+    #: bytes with the same argument reproduces exactly the same records (the Ray tasks rely on it).
+    fmt_arg: str | FormatSpec = "auto"
 
 
 def _check_fmt(fmt: str) -> None:
@@ -135,7 +138,7 @@ def parse_bytes(
     if seen == 0:
         raise DataError("file is empty: no records", source, kind="empty_file")
     name = spec.name if spec is not None else "unknown"
-    return ParsedFile(source, source, name, sha256_hex(data), convs, problems, seen, spec)
+    return ParsedFile(source, source, name, sha256_hex(data), convs, problems, seen, spec, fmt)
 
 
 def read_source(

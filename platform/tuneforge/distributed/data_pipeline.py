@@ -60,8 +60,9 @@ def source_rows(
     on_bad: str,
 ) -> list[dict[str, Any]]:
     """One source file -> serialized conversations of split ``target`` (pure; runs in a Ray task)."""
-    spec = FormatSpec(**json.loads(row["spec"]))
-    parsed = parse_bytes(read_bytes(row["path"]), row["path"], spec, on_bad=on_bad)
+    fmt_arg = json.loads(row["fmt"])  # "auto", a format name, or a registry FormatSpec as a dict
+    fmt = FormatSpec(**fmt_arg) if isinstance(fmt_arg, dict) else fmt_arg
+    parsed = parse_bytes(read_bytes(row["path"]), row["path"], fmt, on_bad=on_bad)
     parsed_source = row["source"]
     out: list[dict[str, Any]] = []
     for ordinal, conv in enumerate(parsed.conversations):
@@ -77,20 +78,28 @@ def source_rows(
     return out
 
 
+def source_items(plan: DataPlan, group: str) -> list[dict[str, Any]]:
+    """One row per input file of ``group`` ("train"/"eval" files) for ``source_rows``.
+
+    ``fmt`` is exactly what the driver parsed the file with, so a task keeps exactly the driver's
+    records (the planned drop keys are ordinals of those records).
+    """
+    items = []
+    for sp in plan.sources:
+        if sp.split != group:
+            continue
+        fmt_arg = plan.parsed[(sp.split, sp.index)].fmt_arg
+        fmt = json.dumps(asdict(fmt_arg) if isinstance(fmt_arg, FormatSpec) else fmt_arg)
+        items.append({"split": sp.split, "index": sp.index, "path": sp.path, "source": sp.source, "fmt": fmt})
+    return items
+
+
 def _split_dataset(plan: DataPlan, job: JobConfig, target: str) -> ray.data.Dataset:
     """The rows of split ``target``: from train_files (hash split) or from eval_files when given."""
     d = job.data
     has_eval = bool(d.eval_files)
     group = "eval" if target == "eval" and has_eval else "train"
-    items = []
-    for sp in plan.sources:
-        if sp.split != group:
-            continue
-        spec = plan.parsed[(sp.split, sp.index)].spec or FormatSpec(sp.format)
-        items.append(
-            {"split": sp.split, "index": sp.index, "path": sp.path, "source": sp.source,
-             "spec": json.dumps(asdict(spec))}
-        )  # fmt: skip
+    items = source_items(plan, group)
     fn = partial(
         source_rows,
         target=target,

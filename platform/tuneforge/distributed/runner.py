@@ -17,6 +17,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from tuneforge.config import JobConfig, config_hash, save_config
 from tuneforge.data import render_text
+from tuneforge.data.plan import DataPlan
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
 from tuneforge.distributed.data_pipeline import build_datasets, build_plan
 from tuneforge.distributed.holdout import write_holdout
@@ -88,12 +89,12 @@ def _run_name(job: JobConfig) -> str:
     return job.tracking.run_name or f"{job.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def validate_and_sample_texts(job: JobConfig) -> list[str]:
+def validate_and_sample_texts(job: JobConfig, plan: DataPlan | None = None) -> list[str]:
     """Parse every input file on the driver (clear errors, early) and return rendered train texts.
 
     The texts train the tiny model's tokenizer; for a real base model they are unused.
     """
-    plan = build_plan(job)  # parses every file: bad records raise (or are counted with on_bad_record=skip)
+    plan = plan or build_plan(job)  # bad records raise here (or are counted with on_bad_record=skip)
     return [
         render_text(conv, job.data.template)
         for sp in plan.sources
@@ -127,7 +128,8 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
     save_config(job, run_dir / "job.yaml")
 
     events.phase("validating data")
-    texts = validate_and_sample_texts(job)
+    plan = build_plan(job)
+    texts = validate_and_sample_texts(job, plan)
     events.phase("preparing base model and tokenizer")
     base_dir = prepare_base(job.model, texts, run_dir / "base", job.trainer.seed)
     tok_dir = tokenizer_dir(job.model, base_dir)
@@ -141,7 +143,7 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
         events.phase("starting Ray")
         ensure_ray(job, verbose)
         events.phase("tokenizing and packing with Ray Data")
-        data = build_datasets(job, str(tok_dir))
+        data = build_datasets(job, str(tok_dir), plan)
         stats = {k: round(v, 6) if isinstance(v, float) else v for k, v in data.stats.items()}
         log_params_flat(run_id, {"data_stats": stats})
         log_dict_artifact(run_id, data.report, "data/report.json")  # per-source numbers, skipped records
@@ -185,7 +187,7 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
         model_dir, adapter_dir = ckpt, None
         if job.method.name == "lora":
             model_dir, adapter_dir = merge_adapter(base_dir, ckpt, run_dir / "merged"), ckpt
-        holdout = write_holdout(job, run_dir / "eval.jsonl")
+        holdout = write_holdout(job, plan, run_dir / "eval.jsonl")
         tags = lineage_tags(job, run_id, file_hash(holdout))
         logged = log_hf_model(
             run_id,

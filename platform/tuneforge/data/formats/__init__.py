@@ -7,6 +7,7 @@ entry in ``CONVERTERS`` and, if it can be recognised from its keys, one in ``FOR
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from tuneforge.data.errors import DataError
@@ -94,7 +95,7 @@ def record_to_ir(
     if not isinstance(record, dict):
         raise DataError(f"a record must be a JSON object, got {json_type(record)}", source, line)
     try:
-        return check_trainable(CONVERTERS[spec.name](record, spec, source, line))
+        conv = check_trainable(CONVERTERS[spec.name](record, spec, source, line))
     except DataError as err:
         if explicit and not spec.columns:
             try:
@@ -111,6 +112,10 @@ def record_to_ir(
                     kind="format_mismatch",
                 ) from None
         raise
+    record_id = record.get("id")
+    if isinstance(record_id, str | int) and not isinstance(record_id, bool):
+        conv = replace(conv, metadata={"id": record_id})  # kept for tracing a record back to its source
+    return conv
 
 
 __all__ = [

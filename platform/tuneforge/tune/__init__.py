@@ -1,0 +1,48 @@
+"""tuneforge.tune: strategy search over fine-tuning jobs (which method, which knobs, which data mix).
+
+A sweep YAML is a normal job plus a ``search:`` section. ``load_sweep`` turns it into the base
+``JobConfig`` and a ``SweepConfig`` whose ``space`` has been checked against the job schema;
+``tuneforge.tune.domains`` (the only module here that imports Ray) builds the Tune param space,
+scheduler and search algorithm; each trial's sampled config goes through ``resolve_trial_config``
+and ``apply_overrides`` back to a validated ``JobConfig``; ``pareto`` ranks finished trials by quality
+against cost. Nothing in this package's top level imports Ray, so configs can be checked without it.
+"""
+
+from tuneforge.tune.config import AshaSchedulerConfig, FifoSchedulerConfig, SweepConfig, load_sweep
+from tuneforge.tune.pareto import (
+    COST_FIELDS,
+    pareto_front,
+    render_pareto_table,
+    save_pareto_plot,
+)
+from tuneforge.tune.space import (
+    DOMAIN_KINDS,
+    REST,
+    Domain,
+    MethodBranch,
+    SearchSpace,
+    apply_overrides,
+    parse_space,
+    resolve_trial_config,
+    searchable_keys,
+)
+
+__all__ = [
+    "COST_FIELDS",
+    "DOMAIN_KINDS",
+    "REST",
+    "AshaSchedulerConfig",
+    "Domain",
+    "FifoSchedulerConfig",
+    "MethodBranch",
+    "SearchSpace",
+    "SweepConfig",
+    "apply_overrides",
+    "load_sweep",
+    "pareto_front",
+    "parse_space",
+    "render_pareto_table",
+    "resolve_trial_config",
+    "save_pareto_plot",
+    "searchable_keys",
+]

@@ -1,0 +1,272 @@
+"""The ``search:`` section of a sweep YAML, and ``load_sweep`` for a job file that carries one.
+
+A sweep file is a normal job (``model``, ``data``, ``method``, ...; the base every trial starts from)
+plus ``search:``. Its problems are reported like job problems, one line each:
+``sweeps/my.yaml:41: search.space.trainer.lrr: unknown key; did you mean 'trainer.lr'?``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_core import ErrorDetails
+
+from tuneforge.config import OVERRIDE_SOURCE, ConfigError, JobConfig
+
+# Private helpers of the job loader, reused so that sweep errors read exactly like job errors.
+from tuneforge.config.loader import (
+    _GENERIC_MESSAGES,
+    KeyPath,
+    _apply_override,
+    _dotted,
+    _line_of,
+    _Loader,
+    _overlaps,
+    _read_yaml,
+    _resolve_paths,
+    _tagged_members,
+    _unknown_key_message,
+    _validate,
+)
+from tuneforge.tune.space import Locator, Searcher, SearchSpace, parse_space
+
+SEARCH_KEY = "search"
+_SPACE_PREFIX = f"{SEARCH_KEY}.space."
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AshaSchedulerConfig(_Strict):
+    """Asynchronous successive halving: stop the worse trials at each rung; budget goes to good ones."""
+
+    name: Literal["asha"] = Field("asha", description="Scheduler selector.")
+    time_attr: str = Field(
+        "training_iteration",
+        description="Progress measure of a rung; training_iteration counts the trial's ray.train.report "
+        "calls (one per evaluation when checkpoint_every = eval_every).",
+    )
+    grace_period: int = Field(1, ge=1, description="Reports every trial gets before it can be stopped.")
+    reduction_factor: float = Field(2, gt=1, description="Keep the best 1/reduction_factor at each rung.")
+    max_t: int | None = Field(
+        None,
+        ge=1,
+        description="Reports of a full trial; null = derived from the job (evaluations_per_trial).",
+    )
+    brackets: int = Field(1, ge=1, description="Number of ASHA brackets (1 is the usual choice).")
+
+    @model_validator(mode="after")
+    def _grace_within_budget(self) -> Self:
+        if self.max_t is not None and self.grace_period > self.max_t:
+            raise ValueError(f"grace_period ({self.grace_period}) exceeds max_t ({self.max_t})")
+        return self
+
+
+class FifoSchedulerConfig(_Strict):
+    """Run every trial to the end (no early stopping)."""
+
+    name: Literal["fifo"] = Field("fifo", description="Scheduler selector.")
+
+
+SchedulerConfig = Annotated[AshaSchedulerConfig | FifoSchedulerConfig, Field(discriminator="name")]
+
+
+class SweepConfig(_Strict):
+    """How to search: objective, budget, scheduler, searcher and the ``space`` of job keys."""
+
+    metric: str = Field("eval_loss", description="Reported metric that ranks trials.")
+    mode: Literal["min", "max"] = Field("min", description="Whether lower (min) or higher (max) is better.")
+    num_samples: int = Field(
+        8, ge=1, description="Trials to sample (with grid domains: samples per grid point, as in Tune)."
+    )
+    scheduler: SchedulerConfig = Field(
+        default_factory=FifoSchedulerConfig, description="Trial scheduler: asha (early stopping) or fifo."
+    )
+    searcher: Searcher = Field(
+        "random",
+        description="random / grid (Tune's BasicVariantGenerator; grid turns every choice into a grid), "
+        "optuna or hyperopt (need their packages; no grid domains).",
+    )
+    seed: int | None = Field(None, description="Seed of the searcher; null = the job's trainer.seed.")
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="Trials running at once; null = as many as the cluster's CPUs allow."
+    )
+    time_budget_s: float | None = Field(None, gt=0, description="Stop the sweep after this many seconds.")
+    max_total_tokens: int | None = Field(
+        None, ge=1, description="Stop starting trials once all trials together trained on this many tokens."
+    )
+    space: dict[str, Any] = Field(description="Job keys -> values or domains; see tuneforge.tune.space.")
+
+    _parsed: SearchSpace | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheduler_shorthand(cls, data: Any) -> Any:
+        """Let ``scheduler: asha`` stand for ``scheduler: {name: asha}``."""
+        if isinstance(data, dict) and isinstance(data.get("scheduler"), str):
+            return {**data, "scheduler": {"name": data["scheduler"]}}
+        return data
+
+    def search_space(self, job: JobConfig | None = None) -> SearchSpace:
+        """The parsed space (checked against ``job`` when given); ``load_sweep`` has already parsed it."""
+        if self._parsed is None or job is not None:
+            self._parsed = parse_space(self.space, job=job, searcher=self.searcher)
+        return self._parsed
+
+
+def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[JobConfig, SweepConfig]:
+    """Read a sweep YAML: the base job (validated, local paths made absolute) and its checked search.
+
+    Overrides work as for jobs: ``trainer.max_steps=10`` sets the base job, ``search.num_samples=4`` the
+    search, and ``search.space.trainer.lr={choice: [1e-3, 3e-3]}`` replaces one key of the space.
+    """
+    config_path = Path(path)
+    raw, lines = _read_yaml(config_path)
+    space_overrides: list[tuple[str, Any]] = []
+    overridden: list[KeyPath] = []
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        if key.startswith(_SPACE_PREFIX) and "=" in text:
+            space_overrides.append((key[len(_SPACE_PREFIX) :], _parse_value(key, text.partition("=")[2])))
+        else:
+            overridden.append(_apply_override(raw, text))
+    search_raw = _take_search(raw, str(path), lines)
+    job = _validate(raw, source=str(path), lines=lines, overridden=overridden)
+    _resolve_paths(job, config_path.parent)
+
+    space_paths: set[KeyPath] = set()
+    if space_overrides:
+        space = search_raw.setdefault("space", {})
+        if not isinstance(space, dict):
+            raise ConfigError(
+                "expected a mapping", file=str(path), line=_line_of((SEARCH_KEY, "space"), lines)
+            )
+        for key, value in space_overrides:
+            space[key] = value
+            space_paths.add((SEARCH_KEY, "space", key))
+    sweep = _validate_sweep(search_raw, str(path), lines, [p for p in overridden if p[:1] == (SEARCH_KEY,)])
+    locator = Locator(file=str(path), lines=lines, overridden=frozenset(space_paths))
+    sweep._parsed = parse_space(sweep.space, job=job, searcher=sweep.searcher, locator=locator)
+    return job, sweep
+
+
+def evaluations_per_trial(job: JobConfig) -> int | None:
+    """Reports a full trial makes when it reports at every evaluation: the ASHA ``max_t`` default.
+
+    One per ``eval_every`` steps before the end, plus the final one; None when the step count is only
+    known after tokenization (``max_steps`` null) or the job does not evaluate during training.
+    """
+    steps, every = job.trainer.max_steps, job.trainer.eval_every
+    if steps is None:
+        return None
+    return (steps - 1) // every + 1 if every else 1
+
+
+def _parse_value(key: str, text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"cannot parse value {text!r}: {problem}", file=OVERRIDE_SOURCE, field=key
+        ) from None
+
+
+def _take_search(raw: dict[str, Any], file: str, lines: dict[KeyPath, int]) -> dict[str, Any]:
+    """Remove and return the ``search`` section; a missing one is usually a typo of its key."""
+    if SEARCH_KEY not in raw:
+        strays = [k for k in raw if k not in JobConfig.model_fields]
+        close = difflib.get_close_matches(SEARCH_KEY, [str(k) for k in strays], n=1)
+        if close:
+            return_line = _line_of((close[0],), lines)
+            raise ConfigError(
+                f"unknown key; did you mean {SEARCH_KEY!r}?", file=file, line=return_line, field=close[0]
+            )
+        raise ConfigError(
+            f"no '{SEARCH_KEY}:' section; a sweep file is a job plus search: (one job: `tuneforge train`)",
+            file=file,
+        )
+    search = raw.pop(SEARCH_KEY)
+    if not isinstance(search, dict):
+        raise ConfigError(
+            "expected a mapping of keys", file=file, line=_line_of((SEARCH_KEY,), lines), field=SEARCH_KEY
+        )
+    return search
+
+
+def _validate_sweep(
+    raw: dict[str, Any], file: str, lines: dict[KeyPath, int], overridden: list[KeyPath]
+) -> SweepConfig:
+    """Validate ``search:``; the first problem becomes a ConfigError at its line (or the override)."""
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as exc:
+        explained = [_explain(error) for error in exc.errors(include_url=False)]
+        path, message = explained[0]
+        others = len({p for p, _ in explained} - {path})
+        if others:
+            message += f" (and {others} more problem{'s' if others > 1 else ''})"
+        if any(_overlaps(path, key) for key in overridden):
+            raise ConfigError(message, file=OVERRIDE_SOURCE, field=_dotted(path)) from None
+        raise ConfigError(message, file=file, line=_line_of(path, lines), field=_dotted(path)) from None
+
+
+def _explain(error: ErrorDetails) -> tuple[KeyPath, str]:
+    """One pydantic error on SweepConfig -> (path from ``search``, message), like the job loader's."""
+    path: list[str | int] = [SEARCH_KEY]
+    owner: type[BaseModel] | None = None
+    annotation: Any = SweepConfig
+    variant: str | None = None
+    segments = list(error["loc"])
+    while segments:
+        segment = segments.pop(0)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            path.extend(s for s in (segment, *segments) if isinstance(s, int))
+            break
+        owner = annotation
+        path.append(segment)
+        info = annotation.model_fields.get(str(segment))
+        if info is None:
+            break
+        annotation, variant = info.annotation, None
+        members = _tagged_members(info)
+        if members and segments and segments[0] in members:
+            variant = str(segments.pop(0))
+            annotation = members[variant]
+    kind = error["type"]
+    if kind == "extra_forbidden" and owner is not None:
+        scope = f" for {path[-2]} {variant!r}" if variant is not None and len(path) > 2 else ""
+        return tuple(path), _unknown_key_message(str(path[-1]), list(owner.model_fields), scope)
+    if kind in ("union_tag_invalid", "union_tag_not_found") and owner is not None:
+        info = owner.model_fields[str(path[-1])]
+        tags = list(_tagged_members(info))
+        path.append(str(info.discriminator))
+        if kind == "union_tag_not_found":
+            return tuple(path), f"required key is missing; expected one of: {', '.join(tags)}"
+        tag = error["ctx"]["tag"]
+        close = difflib.get_close_matches(tag, tags, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return tuple(path), f"unknown {path[-2]} {tag!r}; {hint}expected one of: {', '.join(tags)}"
+    if kind == "value_error":
+        return tuple(path), str(error["ctx"]["error"])
+    message = _GENERIC_MESSAGES.get(kind) or error["msg"][:1].lower() + error["msg"][1:]
+    value = error.get("input")
+    if kind != "missing" and not isinstance(value, dict | list):
+        message += f" (got {value!r})"
+    return tuple(path), message
+
+
+__all__ = [
+    "AshaSchedulerConfig",
+    "FifoSchedulerConfig",
+    "SchedulerConfig",
+    "SweepConfig",
+    "evaluations_per_trial",
+    "load_sweep",
+]

@@ -1,0 +1,162 @@
+"""Training controls without processes or DeepSpeed: LR schedule shapes, config rules, early-stopping
+logic, weight-decay groups, dropout and RoPE-scaling overrides."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tuneforge.config import ConfigError, config_from_dict
+from tuneforge.config.schema import EarlyStoppingConfig, RopeScalingConfig
+from tuneforge.models.factory import apply_dropout, apply_rope_scaling, build_tiny_model, load_model
+from tuneforge.models.io import save_hf
+from tuneforge.training.early_stopping import EarlyStopper
+from tuneforge.training.engine import build_optimizer, build_scheduler, warmup_steps_for
+
+TINY = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}
+
+
+def job(**sections: Any):
+    return config_from_dict({"data": {"train_files": ["x.jsonl"]}, "registry": {"model_name": None}, **sections})
+
+
+def lrs(scheduler: str, total: int = 10, **trainer: Any) -> list[float]:
+    """The LR multiplier in effect at each optimizer step 0..total-1 (peak lr 1.0)."""
+    t = job(trainer={"lr": 1.0, "lr_scheduler": scheduler, **trainer}).trainer
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, t, total)
+    out = []
+    for _ in range(total):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_constant_schedule_is_flat() -> None:
+    assert lrs("constant") == [1.0] * 10
+
+
+def test_constant_with_warmup_ramps_then_holds() -> None:
+    assert lrs("constant_with_warmup", warmup_steps=4) == pytest.approx([0, 0.25, 0.5, 0.75] + [1.0] * 6)
+
+
+def test_linear_warms_up_then_decays_to_zero() -> None:
+    got = lrs("linear", warmup_steps=2)
+    assert got[:3] == pytest.approx([0.0, 0.5, 1.0])
+    assert got[2:] == pytest.approx([(10 - s) / 8 for s in range(2, 10)])  # straight line to 0 at step 10
+
+
+def test_cosine_warms_up_then_follows_half_a_cosine() -> None:
+    got = lrs("cosine", warmup_steps=2)
+    assert got[:2] == pytest.approx([0.0, 0.5])
+    expected = [0.5 * (1 + math.cos(math.pi * (s - 2) / 8)) for s in range(2, 10)]
+    assert got[2:] == pytest.approx(expected)
+    assert all(a >= b for a, b in zip(got[2:], got[3:], strict=False))
+
+
+def test_warmup_ratio_rounds_up_and_drives_the_schedule() -> None:
+    t = job(trainer={"warmup_ratio": 0.25}).trainer
+    assert warmup_steps_for(t, 10) == 3  # ceil(2.5)
+    assert warmup_steps_for(job(trainer={"warmup_ratio": 0.01}).trainer, 10) == 1  # never silently 0
+    assert lrs("linear", warmup_ratio=0.2)[:3] == pytest.approx([0.0, 0.5, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("trainer", "message"),
+    [
+        ({"warmup_steps": 2, "warmup_ratio": 0.1}, "either warmup_steps or warmup_ratio"),
+        ({"lr_scheduler": "constant", "warmup_steps": 2}, "constant_with_warmup"),
+        ({"early_stopping": {"patience": 2}}, "eval_every"),
+        ({"early_stopping": {"patience": 0}, "eval_every": 1}, "patience"),
+    ],
+)
+def test_contradictory_trainer_settings_are_rejected(trainer: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        job(trainer=trainer)
+
+
+def test_context_longer_than_the_tiny_model_needs_rope_scaling() -> None:
+    tiny = {**TINY, "max_position_embeddings": 64}
+    with pytest.raises(ConfigError, match="rope_scaling"):
+        job(model={"tiny": tiny}, trainer={"max_seq_len": 128})
+    ok = job(model={"tiny": tiny, "rope_scaling": {"type": "linear", "factor": 2}}, trainer={"max_seq_len": 128})
+    assert ok.model.rope_scaling == RopeScalingConfig(type="linear", factor=2)
+    with pytest.raises(ConfigError, match="factor"):
+        job(model={"rope_scaling": {"type": "linear", "factor": 1}})
+
+
+def test_early_stopper_counts_evaluations_without_improvement() -> None:
+    stopper = EarlyStopper.from_config(EarlyStoppingConfig(patience=2, min_delta=0.1))
+    assert stopper is not None and EarlyStopper.from_config(None) is None
+    assert not stopper.update(5.0)  # the pre-training eval sets the best
+    assert not stopper.update(4.95)  # better, but not by more than min_delta: strike 1
+    assert not stopper.update(4.5)  # a real improvement resets the count
+    assert not stopper.update(4.6)
+    assert stopper.update(math.nan)  # NaN never improves: strike 2 -> stop
+    assert stopper.best == 4.5 and stopper.stopped
+
+
+def test_no_weight_decay_on_norms_and_biases() -> None:
+    model = build_tiny_model(job(model={"tiny": TINY}).model.tiny, 64, seed=0)
+    decay, no_decay = build_optimizer(model, 1e-3, 0.1).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all("norm" in names[id(p)] for p in no_decay["params"])
+    assert {names[id(p)] for p in decay["params"]} >= {"model.embed_tokens.weight", "lm_head.weight"}
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_dropout_override_sets_attention_dropout_of_llama(tmp_path: Path) -> None:
+    cfg = job(model={"tiny": TINY, "dropout": 0.2}).model
+    base = save_hf(build_tiny_model(cfg.tiny, 64, seed=0), None, tmp_path / "base")
+    model = load_model(base, cfg)
+    assert model.config.attention_dropout == 0.2
+    assert model.model.layers[0].self_attn.attention_dropout == 0.2
+    with pytest.raises(ValueError, match="none of the fields"):
+        apply_dropout(object(), 0.1)
+
+
+def test_linear_rope_scaling_runs_past_the_base_length_and_is_saved(tmp_path: Path) -> None:
+    """max_position_embeddings=64, linear x2: a forward at 128 tokens works, the RoPE frequencies are
+    halved (positions interpolated), and the saved config carries rope_parameters and the new length."""
+    cfg = job(
+        model={"tiny": {**TINY, "max_position_embeddings": 64}, "rope_scaling": {"type": "linear", "factor": 2}},
+        trainer={"max_seq_len": 128},
+    ).model
+    base_model = build_tiny_model(cfg.tiny, 64, seed=0)
+    base = save_hf(base_model, None, tmp_path / "base")
+    model = load_model(base, cfg).eval()
+    torch.testing.assert_close(model.model.rotary_emb.inv_freq, base_model.model.rotary_emb.inv_freq / 2)
+    logits = model(input_ids=torch.randint(0, 64, (1, 128))).logits
+    assert logits.shape == (1, 128, 64) and torch.isfinite(logits).all()
+    model.save_pretrained(tmp_path / "trained")
+    saved = json.loads((tmp_path / "trained" / "config.json").read_text())
+    assert saved["max_position_embeddings"] == 128
+    assert saved["rope_parameters"] == {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}
+    again = load_model(tmp_path / "trained", cfg)  # reloading with the same scaling is a no-op
+    assert again.config.max_position_embeddings == 128
+
+
+@pytest.mark.parametrize(("kind", "length"), [("dynamic", 64), ("yarn", 128)])
+def test_dynamic_and_yarn_scaling(kind: str, length: int, tmp_path: Path) -> None:
+    cfg = job(model={"tiny": {**TINY, "max_position_embeddings": 64}, "rope_scaling": {"type": kind, "factor": 2}})
+    base = save_hf(build_tiny_model(cfg.model.tiny, 64, seed=0), None, tmp_path / "base")
+    model = load_model(base, cfg.model)
+    assert model.config.rope_parameters["rope_type"] == kind
+    assert model.config.max_position_embeddings == length  # dynamic keeps the length it rescales past
+    if kind == "yarn":
+        assert model.config.rope_parameters["original_max_position_embeddings"] == 64
+    assert torch.isfinite(model(input_ids=torch.randint(0, 64, (1, 128))).logits).all()
+
+
+def test_rope_scaling_refuses_to_stack_on_another_scaling() -> None:
+    config = build_tiny_model(job(model={"tiny": TINY}).model.tiny, 64, seed=0).config
+    apply_rope_scaling(config, RopeScalingConfig(type="linear", factor=2))
+    with pytest.raises(ValueError, match="refusing to stack"):
+        apply_rope_scaling(config, RopeScalingConfig(type="yarn", factor=2))
