@@ -48,17 +48,29 @@ CASES: dict[str, tuple[dict[str, Any], float]] = {
     ),
     "prefix_tuning": ({"name": "prefix_tuning", "num_virtual_tokens": 4}, 5e-2),
     "prefix_tuning_proj": (
-        {"name": "prefix_tuning", "num_virtual_tokens": 4, "prefix_projection": True, "encoder_hidden_size": 16},
+        {
+            "name": "prefix_tuning",
+            "num_virtual_tokens": 4,
+            "prefix_projection": True,
+            "encoder_hidden_size": 16,
+        },
         1e-2,
     ),
     "p_tuning_mlp": ({"name": "p_tuning", "num_virtual_tokens": 4, "encoder_hidden_size": 16}, 1e-2),
     "p_tuning_lstm": (
-        {"name": "p_tuning", "num_virtual_tokens": 4, "encoder_hidden_size": 16,
-         "encoder_reparameterization_type": "LSTM"},
+        {
+            "name": "p_tuning",
+            "num_virtual_tokens": 4,
+            "encoder_hidden_size": 16,
+            "encoder_reparameterization_type": "LSTM",
+        },
         1e-2,
     ),  # fmt: skip
 }
-TEXTS = [f"<|im_start|>user\nhello world {i}<|im_end|>\n<|im_start|>assistant\nhi {i}<|im_end|>\n" for i in range(50)]
+TEXTS = [
+    f"<|im_start|>user\nhello world {i}<|im_end|>\n<|im_start|>assistant\nhi {i}<|im_end|>\n"
+    for i in range(50)
+]
 
 
 def free_port() -> int:
@@ -76,7 +88,11 @@ def build_base(workdir: Path) -> Path:
 
     tok = train_bpe_tokenizer(TEXTS, 300)
     model = build_tiny_model(
-        TinyModelConfig(**TINY), len(tok), seed=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
+        TinyModelConfig(**TINY),
+        len(tok),
+        seed=0,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
     )
     return save_hf(model, tok, workdir / "base")
 
@@ -153,7 +169,9 @@ def run_case(name: str, stage: int, rank: int, world: int, base_dir: Path, out_r
         engine.step()
         losses.append(float(loss.detach()))
         if gated and step + 1 == 4:  # block 0 is unfrozen from step 5 on (unfreeze_every=4)
-            layer0_frozen_until_unfreeze = bool(torch.equal(_layer0_weight(engine.module, stage), layer0_start))
+            layer0_frozen_until_unfreeze = bool(
+                torch.equal(_layer0_weight(engine.module, stage), layer0_start)
+            )
     loss_after = _mean_loss(engine, x)
     vocab = int(engine.module.config.vocab_size)
     probe = probe_logits(engine.module, vocab, torch.device("cpu"))
@@ -220,7 +238,11 @@ def run_matrix(workdir: Path, cases: list[str] | None = None, stages: tuple[int,
     """Spawn 2 ranks that run every case; returns the per-case rows written by rank 0."""
     import torch.multiprocessing as mp
 
-    for key, value in {"DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
+    for key, value in {
+        "DS_ACCELERATOR": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }.items():
         os.environ.setdefault(key, value)
     build_base(workdir)
     ctx = mp.start_processes(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from methods_matrix import CASES, STAGES, run_matrix
 
 ADAPTER_FILES = {"adapter_config.json", "adapter_model.safetensors"}
@@ -60,10 +59,10 @@ def test_loss_trajectories_agree_across_stages(matrix):
 def test_qlora_trains_saves_and_reloads_on_gpu(tmp_path):
     """QLoRA on a GPU: exact adapter count, loss falls, adapter reloads onto the 4-bit base exactly."""
     pytest.importorskip("bitsandbytes")
+    from methods_matrix import batch, build_base
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from methods_matrix import batch, build_base
     from tuneforge.config import QLoraMethod
     from tuneforge.models.methods import apply_method, count_parameters, expected_trainable_params
 

@@ -118,7 +118,7 @@ def test_demo_config_runs_the_promotion_gate(full_zero2):
     d = full_zero2.promotion
     assert d["promoted"] and d["champion_version"] is None and d["candidate_version"] == "1"
     client = MlflowClient(full_zero2.tracking_uri)
-    assert client.get_model_version_by_alias("spine-full", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("spine-full", "champion").version) == "1"
     assert (Path(full_zero2.run_dir) / "eval.jsonl").stat().st_size > 0
 
 

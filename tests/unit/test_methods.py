@@ -44,7 +44,9 @@ def _method(section: dict):
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
     tok = train_bpe_tokenizer(TEXTS, 300)
-    model = build_tiny_model(TINY, len(tok), seed=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    model = build_tiny_model(
+        TINY, len(tok), seed=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
+    )
     return save_hf(model, tok, tmp_path_factory.mktemp("base") / "base")
 
 
@@ -102,7 +104,9 @@ CASES = [
     LoraMethod(r=2, use_dora=True, target_modules="all-linear"),
     LoraMethod(modules_to_save=["lm_head"]),
     IA3Method(),
-    IA3Method(target_modules=["q_proj", "up_proj", "down_proj"], feedforward_modules=["up_proj", "down_proj"]),
+    IA3Method(
+        target_modules=["q_proj", "up_proj", "down_proj"], feedforward_modules=["up_proj", "down_proj"]
+    ),
     PromptTuningMethod(num_virtual_tokens=5),
     PromptTuningMethod(num_virtual_tokens=5, init="text", init_text="hello world"),
     PrefixTuningMethod(num_virtual_tokens=3),
@@ -183,3 +187,49 @@ def test_qlora_without_cuda_stops_before_any_work(monkeypatch):
         apply_method(Boom(), QLoraMethod())
     assert str(err.value) == f"method.name: {QLORA_NEEDS_CUDA}"
     assert isinstance(err.value, ConfigError) and isinstance(err.value, ValueError)
+
+
+DOC_ROWS = {
+    "full": FullMethod(),
+    "freeze (train_top_layers=1)": FreezeMethod(train_top_layers=1),
+    "freeze (train_top_layers=1, train_lm_head)": FreezeMethod(train_top_layers=1, train_lm_head=True),
+    "freeze (unfreeze_every=N)": FreezeMethod(unfreeze_every=10),
+    "lora (r=8, q/k/v/o)": LoraMethod(),
+    "lora + use_dora": LoraMethod(use_dora=True),
+    "lora (r=8, all-linear)": LoraMethod(target_modules="all-linear"),
+    "qlora (r=8, q/k/v/o)": QLoraMethod(),
+    "ia3 (k/v/down)": IA3Method(),
+    "prompt_tuning (8 tokens)": PromptTuningMethod(),
+    "prefix_tuning (8 tokens)": PrefixTuningMethod(),
+    "prefix_tuning (8, projection)": PrefixTuningMethod(prefix_projection=True),
+    "p_tuning (8, MLP)": PTuningMethod(),
+    "p_tuning (8, LSTM)": PTuningMethod(encoder_reparameterization_type="LSTM"),
+}
+
+
+def test_demo_model_counts_match_docs():
+    """docs/methods.md's table: measured on the demo model shape (tiny_cpu.yaml, vocab 512)."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "methods.md").read_text()
+    documented = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in DOC_ROWS:
+            documented[cells[0]] = int(cells[1].replace(",", ""))
+    assert set(documented) == set(DOC_ROWS)
+    for label, method in DOC_ROWS.items():
+        model = build_tiny_model(TinyModelConfig(), 512, seed=0)
+        expected = expected_trainable_params(model.config, method)
+        if not isinstance(method, QLoraMethod):
+            assert count_parameters(apply_method(model, method))[0] == expected, label
+        assert expected == documented[label], label
+
+
+def test_qlora_driver_check_refuses_cpu_jobs():
+    from tuneforge.models.methods import check_method_available
+
+    with pytest.raises(MethodUnavailableError, match="method.name: qlora needs a CUDA GPU"):
+        check_method_available(QLoraMethod(), use_gpu=False)
+    check_method_available(QLoraMethod(), use_gpu=True)  # left to the GPU workers
+    check_method_available(LoraMethod(), use_gpu=False)

@@ -23,7 +23,10 @@ from tuneforge.models.methods import apply_method
 from tuneforge.models.tokenizer import train_bpe_tokenizer
 
 EXE = str(Path(sys.executable).parent / "tuneforge")
-TEXTS = [f"<|im_start|>user\nhello world {i}<|im_end|>\n<|im_start|>assistant\nhi {i}<|im_end|>\n" for i in range(30)]
+TEXTS = [
+    f"<|im_start|>user\nhello world {i}<|im_end|>\n<|im_start|>assistant\nhi {i}<|im_end|>\n"
+    for i in range(30)
+]
 
 
 def _run(*args: str, home: Path) -> subprocess.CompletedProcess:
@@ -36,7 +39,9 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     tok = train_bpe_tokenizer(TEXTS, 300)
     cfg = TinyModelConfig(hidden_size=32, intermediate_size=64)
-    base = build_tiny_model(cfg, len(tok), seed=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    base = build_tiny_model(
+        cfg, len(tok), seed=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
+    )
     base_dir = save_hf(base, tok, root / "base")
     dirs = {"base": base_dir}
     for name, method in {
@@ -76,8 +81,8 @@ def test_batched_left_padded_generation_equals_single(models):
 def test_generate_cli_json_for_base_and_adapter(models, tmp_path):
     outs = {}
     for name in ("base", "lora"):
-        out = _run("generate", str(models[name]), "--prompt", "hello world 3", "--max-new-tokens", "5", "--json",
-                   home=tmp_path)  # fmt: skip
+        args = ["generate", str(models[name]), "--prompt", "hello world 3", "--max-new-tokens", "5", "--json"]
+        out = _run(*args, home=tmp_path)
         assert out.returncode == 0, out.stderr
         summary = json.loads(out.stdout.strip().splitlines()[-1])
         assert summary["mode"] == "chat" and summary["completions"][0]["prompt"] == "hello world 3"
@@ -88,7 +93,9 @@ def test_generate_cli_json_for_base_and_adapter(models, tmp_path):
 
 @pytest.mark.parametrize("name", ["lora", "ia3"])
 def test_export_merge_equals_adapter(models, tmp_path, name):
-    out = _run("export", str(models[name]), "--merge", "--out", str(tmp_path / "merged"), "--json", home=tmp_path)
+    out = _run(
+        "export", str(models[name]), "--merge", "--out", str(tmp_path / "merged"), "--json", home=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1])["kind"] == "merged"
     assert not (tmp_path / "merged" / "adapter_config.json").exists()
@@ -113,7 +120,10 @@ def test_export_prompt_learning_merge_is_an_error_but_copy_works(models, tmp_pat
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["generate", "/no/such/model", "--prompt", "x"], "/no/such/model: no such checkpoint or run directory"),
+        (
+            ["generate", "/no/such/model", "--prompt", "x"],
+            "/no/such/model: no such checkpoint or run directory",
+        ),
         (["generate", "BASE", "--prompt", "x", "--mode", "poem"], "--mode: unknown mode 'poem'"),
         (["export", "/no/such/ckpt", "--out", "OUT"], "/no/such/ckpt: no such checkpoint or run directory"),
         (["export", "BASE", "--out", "BASE"], "directory exists and is not empty"),

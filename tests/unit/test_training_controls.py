@@ -22,7 +22,17 @@ TINY = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidde
 
 
 def job(**sections: Any):
-    return config_from_dict({"data": {"train_files": ["x.jsonl"]}, "registry": {"model_name": None}, **sections})
+    base = {"data": {"train_files": ["x.jsonl"]}, "registry": {"model_name": None}}
+    return config_from_dict({**base, **sections})
+
+
+def scaled(kind: str, factor: float = 2) -> dict[str, Any]:
+    """Model + trainer sections: a 64-position tiny base trained at 128 tokens with RoPE scaling."""
+    tiny = {**TINY, "max_position_embeddings": 64}
+    return {
+        "model": {"tiny": tiny, "rope_scaling": {"type": kind, "factor": factor}},
+        "trainer": {"max_seq_len": 128},
+    }
 
 
 def lrs(scheduler: str, total: int = 10, **trainer: Any) -> list[float]:
@@ -73,7 +83,7 @@ def test_warmup_ratio_rounds_up_and_drives_the_schedule() -> None:
         ({"warmup_steps": 2, "warmup_ratio": 0.1}, "either warmup_steps or warmup_ratio"),
         ({"lr_scheduler": "constant", "warmup_steps": 2}, "constant_with_warmup"),
         ({"early_stopping": {"patience": 2}}, "eval_every"),
-        ({"early_stopping": {"patience": 0}, "eval_every": 1}, "patience"),
+        ({"early_stopping": {"patience": 0}, "eval_every": 1}, "greater than or equal to 1"),
     ],
 )
 def test_contradictory_trainer_settings_are_rejected(trainer: dict[str, Any], message: str) -> None:
@@ -85,9 +95,8 @@ def test_context_longer_than_the_tiny_model_needs_rope_scaling() -> None:
     tiny = {**TINY, "max_position_embeddings": 64}
     with pytest.raises(ConfigError, match="rope_scaling"):
         job(model={"tiny": tiny}, trainer={"max_seq_len": 128})
-    ok = job(model={"tiny": tiny, "rope_scaling": {"type": "linear", "factor": 2}}, trainer={"max_seq_len": 128})
-    assert ok.model.rope_scaling == RopeScalingConfig(type="linear", factor=2)
-    with pytest.raises(ConfigError, match="factor"):
+    assert job(**scaled("linear")).model.rope_scaling == RopeScalingConfig(type="linear", factor=2)
+    with pytest.raises(ConfigError, match="greater than 1"):
         job(model={"rope_scaling": {"type": "linear", "factor": 1}})
 
 
@@ -125,10 +134,7 @@ def test_dropout_override_sets_attention_dropout_of_llama(tmp_path: Path) -> Non
 def test_linear_rope_scaling_runs_past_the_base_length_and_is_saved(tmp_path: Path) -> None:
     """max_position_embeddings=64, linear x2: a forward at 128 tokens works, the RoPE frequencies are
     halved (positions interpolated), and the saved config carries rope_parameters and the new length."""
-    cfg = job(
-        model={"tiny": {**TINY, "max_position_embeddings": 64}, "rope_scaling": {"type": "linear", "factor": 2}},
-        trainer={"max_seq_len": 128},
-    ).model
+    cfg = job(**scaled("linear")).model
     base_model = build_tiny_model(cfg.tiny, 64, seed=0)
     base = save_hf(base_model, None, tmp_path / "base")
     model = load_model(base, cfg).eval()
@@ -145,7 +151,7 @@ def test_linear_rope_scaling_runs_past_the_base_length_and_is_saved(tmp_path: Pa
 
 @pytest.mark.parametrize(("kind", "length"), [("dynamic", 64), ("yarn", 128)])
 def test_dynamic_and_yarn_scaling(kind: str, length: int, tmp_path: Path) -> None:
-    cfg = job(model={"tiny": {**TINY, "max_position_embeddings": 64}, "rope_scaling": {"type": kind, "factor": 2}})
+    cfg = job(**scaled(kind))
     base = save_hf(build_tiny_model(cfg.model.tiny, 64, seed=0), None, tmp_path / "base")
     model = load_model(base, cfg.model)
     assert model.config.rope_parameters["rope_type"] == kind

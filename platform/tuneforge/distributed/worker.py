@@ -18,7 +18,7 @@ from tuneforge.models.factory import load_model, resolve_dtype
 from tuneforge.models.methods import apply_method, count_parameters
 from tuneforge.models.tokenizer import load_tokenizer
 from tuneforge.tracking import log_metrics
-from tuneforge.training.engine import configure_accelerator, setup_engine
+from tuneforge.training.engine import configure_accelerator, seed_everything, setup_engine
 from tuneforge.training.loop import run_loop
 
 
@@ -44,7 +44,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    torch.manual_seed(job.trainer.seed)
+    seed_everything(job.trainer.seed, job.trainer.deterministic)  # before any weights are created
     dtype = resolve_dtype(job.model.dtype, job.distributed.use_gpu)
 
     tokenizer = load_tokenizer(cfg["tokenizer_dir"], job.model.trust_remote_code)

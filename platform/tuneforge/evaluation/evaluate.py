@@ -27,7 +27,7 @@ from tuneforge.data import (
     render_prompt,
     to_model_inputs,
 )
-from tuneforge.evaluation.metrics import get_metric
+from tuneforge.evaluation.metrics import get_metric, score
 from tuneforge.evaluation.stats import Interval, bootstrap_ci
 
 LOSS_METRICS = ("eval_loss",)
@@ -147,15 +147,25 @@ def evaluate(
     """Score ``model`` on every record of ``data_file`` with each requested metric."""
     convs = list(read_conversations(data_file))
     per: dict[str, np.ndarray] = {}
+    generated: tuple[list[str], tuple[str, ...]] | None = None
     for name in metrics:
         if name == "eval_loss":
             per[name] = per_example_loss(model, tokenizer, convs, max_seq_len)
         else:
-            prompts, refs = zip(*(split_prompt_reference(c) for c in convs), strict=True)
-            preds = greedy_generate(model, tokenizer, prompts, max_new_tokens)
-            per[name] = get_metric(name).fn(preds, refs)
-    intervals = {k: bootstrap_ci(v[~np.isnan(v)], seed=seed) for k, v in per.items()}
-    return EvalReport(len(convs), file_hash(data_file), intervals, per)
+            if generated is None:  # one generation pass serves every task metric
+                prompts, refs = zip(*(split_prompt_reference(c) for c in convs), strict=True)
+                generated = (greedy_generate(model, tokenizer, prompts, max_new_tokens), refs)
+            per[name] = score(name, generated[0], generated[1], convs)
+    return EvalReport(len(convs), file_hash(data_file), intervals_of(per, seed), per)
+
+
+def intervals_of(per: dict[str, np.ndarray], seed: int = 0) -> dict[str, Interval]:
+    """Bootstrap interval per metric over the examples it scored (NaN = not applicable, left out)."""
+    out = {}
+    for k, v in per.items():
+        kept = v[~np.isnan(v)]
+        out[k] = bootstrap_ci(kept, seed=seed) if kept.size else Interval(math.nan, math.nan, math.nan)
+    return out
 
 
 def higher_is_better(metric: str) -> bool:

@@ -33,12 +33,21 @@ class MethodUnavailableError(ConfigError):
     """The configured method cannot run on this machine; raised before any model work."""
 
 
-def check_method_available(method: Any) -> None:
-    """Fail fast, with one line naming the field, for methods this machine cannot run (QLoRA w/o CUDA).
+def check_method_available(method: Any, use_gpu: bool | None = None) -> None:
+    """Fail fast, with one line naming the field, for methods that cannot run (QLoRA without CUDA).
 
-    Call it on the driver before starting anything; ``apply_method`` calls it again first thing.
+    On the driver pass ``use_gpu=job.distributed.use_gpu``: a CPU job is refused before any work, a GPU
+    job is left to its workers (the driver itself may have no GPU). With ``use_gpu=None`` (what
+    ``apply_method`` does, first thing on each worker) this machine is probed.
     """
     if not isinstance(method, QLoraMethod):
+        return
+    if use_gpu is False:
+        raise MethodUnavailableError(
+            "qlora needs a CUDA GPU (bitsandbytes 4-bit); this job has distributed.use_gpu: false",
+            field="method.name",
+        )
+    if use_gpu:
         return
     import torch
 

@@ -8,9 +8,16 @@ and ``apply_overrides`` back to a validated ``JobConfig``; ``pareto`` ranks fini
 against cost. Nothing in this package's top level imports Ray, so configs can be checked without it.
 """
 
-from tuneforge.tune.config import AshaSchedulerConfig, FifoSchedulerConfig, SweepConfig, load_sweep
+from tuneforge.tune.config import (
+    AshaSchedulerConfig,
+    FifoSchedulerConfig,
+    SweepConfig,
+    evaluations_per_trial,
+    load_sweep,
+)
 from tuneforge.tune.pareto import (
     COST_FIELDS,
+    dominates,
     pareto_front,
     render_pareto_table,
     save_pareto_plot,
@@ -23,6 +30,7 @@ from tuneforge.tune.space import (
     SearchSpace,
     apply_overrides,
     parse_space,
+    resolve_mix,
     resolve_trial_config,
     searchable_keys,
 )
@@ -38,10 +46,13 @@ __all__ = [
     "SearchSpace",
     "SweepConfig",
     "apply_overrides",
+    "dominates",
+    "evaluations_per_trial",
     "load_sweep",
     "pareto_front",
     "parse_space",
     "render_pareto_table",
+    "resolve_mix",
     "resolve_trial_config",
     "save_pareto_plot",
     "searchable_keys",

@@ -30,10 +30,9 @@ from tuneforge.config.loader import (
     _read_yaml,
     _resolve_paths,
     _tagged_members,
-    _unknown_key_message,
     _validate,
 )
-from tuneforge.tune.space import Locator, Searcher, SearchSpace, parse_space
+from tuneforge.tune.space import Locator, Searcher, SearchSpace, parse_space, unknown_key_message
 
 SEARCH_KEY = "search"
 _SPACE_PREFIX = f"{SEARCH_KEY}.space."
@@ -140,7 +139,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[JobConf
     job = _validate(raw, source=str(path), lines=lines, overridden=overridden)
     _resolve_paths(job, config_path.parent)
 
-    space_paths: set[KeyPath] = set()
+    space_paths: set[KeyPath] = {p for p in overridden if p[:2] == (SEARCH_KEY, "space")}  # `search.space=`
     if space_overrides:
         space = search_raw.setdefault("space", {})
         if not isinstance(space, dict):
@@ -242,7 +241,7 @@ def _explain(error: ErrorDetails) -> tuple[KeyPath, str]:
     kind = error["type"]
     if kind == "extra_forbidden" and owner is not None:
         scope = f" for {path[-2]} {variant!r}" if variant is not None and len(path) > 2 else ""
-        return tuple(path), _unknown_key_message(str(path[-1]), list(owner.model_fields), scope)
+        return tuple(path), unknown_key_message(str(path[-1]), list(owner.model_fields), scope)
     if kind in ("union_tag_invalid", "union_tag_not_found") and owner is not None:
         info = owner.model_fields[str(path[-1])]
         tags = list(_tagged_members(info))

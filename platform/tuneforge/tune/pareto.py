@@ -131,7 +131,8 @@ def render_pareto_table(
         row = [mark, str(record.get("trial_id", "?"))]
         if any("method" in r for r in records):
             row.append(str(record.get("method", "")))
-        row.append(_human(record.get(metric), metric))
+        quality = _value(record, metric)
+        row.append("-" if quality is None else f"{quality:.4f}")
         row.extend(_human(record.get(name), name) for name in costs)
         table.add_row(*row, style="bold" if mark else None)
     buffer = io.StringIO()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import numbers
 import types
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -65,7 +66,7 @@ REST = "rest"
 TRIAL_SOURCE = "<search trial>"
 _MIX_PREFIX = "data.mix."
 _SCALARS = (str, int, float, bool, type(None))  # what Optuna / HyperOpt categoricals can hold
-_QUANT_EPS = 1e-9
+_EPS = 1e-9
 
 
 # --------------------------------------------------------------------------------------------- domains
@@ -89,16 +90,13 @@ class Domain:
         """Smallest and largest value a numeric domain can produce (inclusive, after quantization)."""
         if self.kind in ("choice", "grid"):
             return min(self.args), max(self.args)
-        if self.kind == "quniform":
-            low, high, q = self.args
-            return math.ceil(low / q - _QUANT_EPS) * q, math.floor(high / q + _QUANT_EPS) * q
-        return self.args[0], self.args[1]
+        return self.args[0], self.args[1]  # quniform bounds are multiples of q (checked when parsed)
 
     def candidates(self) -> list[Any]:
         """Values standing for the whole domain when it is checked against the schema (ends of ranges)."""
         if self.kind in ("choice", "grid"):
             return list(self.args)
-        return list(dict.fromkeys(self.bounds()))
+        return list(dict.fromkeys(self.bounds()))  # both ends (one if equal)
 
     def contains(self, value: Any) -> bool:
         """True if ``value`` is one this domain can produce (``randint`` bounds inclusive)."""
@@ -109,7 +107,7 @@ class Domain:
         low, high = self.bounds()
         if self.kind == "randint":
             return float(value).is_integer() and low <= value <= high
-        inside = low - _QUANT_EPS * max(1.0, abs(low)) <= value <= high + _QUANT_EPS * max(1.0, abs(high))
+        inside = low - _EPS * max(1.0, abs(low)) <= value <= high + _EPS * max(1.0, abs(high))
         if self.kind == "quniform":
             steps = value / self.args[2]
             return inside and abs(steps - round(steps)) < 1e-6
@@ -208,6 +206,14 @@ def searchable_keys() -> list[str]:
     return sorted(".".join(path) for path in _schema())
 
 
+def unknown_key_message(key: str, allowed: list[str], scope: str = "") -> str:
+    """The loader's did-you-mean, but a key that starts a valid one (``grace``) suggests that one first."""
+    started = [name for name in allowed if name.startswith(key)]
+    if key and len(started) == 1:
+        return f"unknown key{scope}; did you mean {started[0]!r}?"
+    return _unknown_key_message(key, allowed, scope)
+
+
 def _method_members() -> dict[str, type[BaseModel]]:
     return _tagged_members(JobConfig.model_fields["method"])
 
@@ -302,6 +308,11 @@ def parse_space(
                 path,
                 f"method is searched as branches{f' (line {line})' if line else ''}; set {key} inside them",
             )
+        if key.startswith("method.") and key != "method.name" and "method.name" in params:
+            raise where.error(
+                path,
+                "method.name is searched, so method knobs belong in branches: method: [{name: ...}, ...]",
+            )
         if mix and key.startswith("data.train_files"):
             raise where.error(path, "data.train_files cannot be searched together with mix")
         nested = [other for other in params if other.startswith(key + ".")]
@@ -355,7 +366,8 @@ def _is_domain(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number; numpy scalars (what Tune samples) count, booleans do not."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _parse_value(value: Any, path: KeyPath, where: Locator) -> Any:
@@ -396,11 +408,10 @@ def _parse_domain(value: Mapping[str, Any], path: KeyPath, where: Locator) -> Do
     if kind == "quniform":
         if args[2] <= 0:
             raise where.error(path, f"quniform needs q > 0 (got {args!r})")
-        domain = Domain("quniform", (float(low), float(high), args[2]))
-        first, last = domain.bounds()
-        if first > last:
-            raise where.error(path, f"no multiple of q={args[2]} lies in [{low}, {high}]")
-        return domain
+        q = args[2]
+        if not all(math.isclose(b / q, round(b / q)) for b in (low, high)):  # Tune's rule, and Optuna's
+            raise where.error(path, f"quniform bounds must be multiples of q (got {args!r})")
+        return Domain("quniform", (float(low), float(high), q))
     return Domain(kind, (float(low), float(high)))
 
 
@@ -446,9 +457,7 @@ def _parse_branches(items: list[Any], path: KeyPath, where: Locator) -> tuple[Me
                     raise where.error(knob_path, problem)
                 knob = ".".join(parts)
             elif knob not in allowed:
-                raise where.error(
-                    knob_path, _unknown_key_message(str(knob), allowed, f" for method {name!r}")
-                )
+                raise where.error(knob_path, unknown_key_message(str(knob), allowed, f" for method {name!r}"))
             if isinstance(value, Mapping) and not _is_domain(value):
                 raise where.error(knob_path, f"expected a value or one domain ({', '.join(DOMAIN_KINDS)})")
             knobs[str(knob)] = _parse_value(value, knob_path, where)
@@ -547,26 +556,15 @@ def _check_against_job(
     base = job.model_dump(mode="json")
     paths = _domain_paths(space, entries, root)
     for key, value in space.params.items():
-        parts = tuple(key.split("."))
-        for candidate in value.candidates() if isinstance(value, Domain) else [value]:
-            raw = copy.deepcopy(base)
-            _set(raw, parts, candidate)
-            problem = _field_problem(raw, parts)
-            if problem:
-                raise where.error(paths.get(key, root), _candidate_message(value, candidate, problem))
+        problem = _value_problem(base, tuple(key.split(".")), value)
+        if problem:
+            raise where.error(paths.get(key, root), problem)
     method_path = next((path for parts, (_, path) in entries.items() if parts == ("method",)), root)
     for index, branch in enumerate(space.branches):
         for knob, value in branch.knobs.items():
-            parts = tuple(_branch_key(knob).split("."))
-            for candidate in value.candidates() if isinstance(value, Domain) else [value]:
-                raw = copy.deepcopy(base)
-                raw["method"] = {"name": branch.name}
-                _set(raw, parts, candidate)
-                problem = _field_problem(raw, parts)
-                if problem:
-                    raise where.error(
-                        (*method_path, index, knob), _candidate_message(value, candidate, problem)
-                    )
+            problem = _value_problem(base, tuple(_branch_key(knob).split(".")), value, method=branch.name)
+            if problem:
+                raise where.error((*method_path, index, knob), problem)
         if not any(isinstance(v, Domain) for v in branch.knobs.values()):
             raw = copy.deepcopy(base)  # fixed branch: its method must validate as a whole
             raw["method"] = {"name": branch.name}
@@ -580,8 +578,30 @@ def _check_against_job(
         _match_mix([spec.model_dump() for spec in job.data.train_files], names, where)
 
 
-def _candidate_message(value: Any, candidate: Any, problem: str) -> str:
-    return f"value {candidate!r} of {value.kind}: {problem}" if isinstance(value, Domain) else problem
+def _value_problem(
+    base: dict[str, Any], parts: tuple[str, ...], value: Any, *, method: str | None = None
+) -> str | None:
+    """Why some value ``value`` can produce is invalid for ``parts`` on the base job (None if none is).
+
+    A domain is represented by its choices or the ends of its range; a continuous range also by an
+    interior point, which catches ``uniform`` on an integer field (its ends may well be whole numbers).
+    """
+    probes: list[tuple[Any, str]] = [(value, "")]
+    if isinstance(value, Domain):
+        probes = [(c, f"value {c!r} of {value.kind}: ") for c in value.candidates()]
+        if value.kind in ("uniform", "loguniform"):
+            low, high = value.bounds()
+            inside = low + (high - low) * 0.371
+            probes.append((inside, f"{value.kind} gives fractional values like {inside:.4g}; use randint: "))
+    for candidate, prefix in probes:
+        raw = copy.deepcopy(base)
+        if method is not None:
+            raw["method"] = {"name": method}
+        _set(raw, parts, candidate)
+        problem = _field_problem(raw, parts)
+        if problem:
+            return prefix + problem
+    return None
 
 
 def _field_problem(raw: dict[str, Any], parts: tuple[str, ...]) -> str | None:
@@ -792,4 +812,5 @@ __all__ = [
     "resolve_mix",
     "resolve_trial_config",
     "searchable_keys",
+    "unknown_key_message",
 ]

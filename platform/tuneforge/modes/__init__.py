@@ -1,0 +1,9 @@
+"""tuneforge.modes: tuning modes as data -- input structure, compiler to the chat IR, builders, metric.
+
+No Ray here; modes import only ``tuneforge.data`` and ``tuneforge.evaluation``. See docs/modes.md.
+"""
+
+from tuneforge.modes.base import BuildOptions, Mode, to_openai
+from tuneforge.modes.registry import BUILTIN, all_modes, get_mode, register
+
+__all__ = ["BUILTIN", "BuildOptions", "Mode", "all_modes", "get_mode", "register", "to_openai"]
