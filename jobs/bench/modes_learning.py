@@ -36,7 +36,7 @@ from tuneforge.modes.baselines import score_mode, summarize
 from tuneforge.training.local import reference_train
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-TEXT = [str(SHARED / "llamafactory" / "wiki_demo.txt")]
+TEXT = [str(SHARED / "llamafactory" / n) for n in ("wiki_demo.txt", "c4_demo.jsonl", "alpaca_en_demo.json")]
 INSTRUCT = [
     str(SHARED / "llamafactory" / "alpaca_en_demo.json"),
     "platform/tuneforge/assets/data/tiny_alpaca.jsonl",
@@ -45,8 +45,8 @@ INSTRUCT = [
 ]
 #: mode -> (sources, builder options, max new tokens at evaluation)
 PLANS: dict[str, tuple[list[str], dict[str, str], int]] = {
-    "editor": (TEXT, {"keep_clean": "0.1", "max_edits": "2"}, 48),
-    "diff": (TEXT, {"lines": "2", "synthetic": "true"}, 80),
+    "editor": (TEXT, {"keep_clean": "0.1", "max_edits": "2", "max_words": "12"}, 40),
+    "diff": (TEXT, {"lines": "2", "synthetic": "true", "max_words": "14"}, 72),
     "reverse-instruction": (INSTRUCT, {}, 40),
     "filter": ([], {"max_sentences": "5"}, 64),
 }
@@ -60,7 +60,7 @@ def short(conv: Conversation, max_words: int) -> bool:
 def build(mode: str, n: int, seed: int) -> list[Conversation]:
     sources, options, _ = PLANS[mode]
     opts = BuildOptions(seed=seed, options=dict(options, n=str(4 * n)))
-    limit = {"editor": 16, "diff": 40, "reverse-instruction": 40, "filter": 60}[mode]
+    limit = {"editor": 16, "diff": 100, "reverse-instruction": 48, "filter": 60}[mode]
     out, seen = [], set()
     for item in get_mode(mode).build(sources, opts):
         conv = get_mode(mode).compile(item)
@@ -103,8 +103,8 @@ def main() -> None:
     ap.add_argument("--modes", default="editor,diff,reverse-instruction,filter")
     ap.add_argument("--pairs", type=int, default=3000, help="train pairs per mode")
     ap.add_argument("--eval", type=int, default=100, help="held-out pairs per mode")
-    ap.add_argument("--steps", type=int, default=600, help="optimizer steps per mode")
-    ap.add_argument("--pretrain-steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=350, help="optimizer steps per mode")
+    ap.add_argument("--pretrain-steps", type=int, default=100)
     ap.add_argument("--k", type=int, default=2, help="shots for the k-shot baseline")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--rows", type=int, default=8, help="sequences per batch")
@@ -119,7 +119,7 @@ def main() -> None:
     modes = args.modes.split(",")
     t0 = time.perf_counter()
     data = {m: build(m, args.pairs + args.eval, args.seed) for m in modes}
-    domain = [get_mode("domain").compile(x) for x in get_mode("domain").build(TEXT, BuildOptions())]
+    domain = [get_mode("domain").compile(x) for x in get_mode("domain").build(TEXT[:1], BuildOptions())]
     tok = train_bpe_tokenizer(
         [render_text(c) for cs in data.values() for c in cs] + [c.text for c in domain], 2048
     )

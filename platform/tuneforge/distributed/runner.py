@@ -12,16 +12,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchConfig, TorchTrainer
-
-from tuneforge.config import JobConfig, config_hash, save_config
+from tuneforge.config import JobConfig, save_config
 from tuneforge.data import render_text
 from tuneforge.data.plan import DataPlan
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
 from tuneforge.distributed.data_pipeline import build_datasets, build_plan
 from tuneforge.distributed.holdout import write_holdout
-from tuneforge.distributed.worker import train_loop_per_worker
+from tuneforge.distributed.trainer_factory import make_trainer
 from tuneforge.evaluation.evaluate import file_hash
 from tuneforge.models.base import prepare_base, tokenizer_dir
 from tuneforge.models.io import merge_adapter
@@ -150,30 +147,8 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
         steps = total_steps_for(job, int(data.stats["train_blocks"]))
 
         d = job.distributed
-        trainer = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config={
-                "job": job.model_dump(mode="json"),
-                "base_dir": str(base_dir),
-                "tokenizer_dir": str(tok_dir),
-                "total_steps": steps,
-                "tracking_uri": uri,
-                "run_id": run_id,
-                "config_hash": config_hash(job),
-                "extensions_dir": str(home / "torch_extensions"),
-            },
-            torch_config=TorchConfig(backend="nccl" if d.use_gpu else "gloo"),
-            scaling_config=ScalingConfig(
-                num_workers=d.num_workers, use_gpu=d.use_gpu, resources_per_worker={"CPU": d.cpus_per_worker}
-            ),
-            run_config=RunConfig(
-                name=name,
-                storage_path=str(run_dir / "ray"),
-                failure_config=FailureConfig(max_failures=d.max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=None),
-            ),
-            datasets={"train": data.train, "eval": data.eval},
-        )
+        trainer = make_trainer(job, base_dir=base_dir, tok_dir=tok_dir, data=data, total_steps=steps,
+                               tracking_uri=uri, run_id=run_id, name=name, storage_path=run_dir / "ray")
         events.phase(f"training: {d.num_workers} workers, ZeRO-{d.zero_stage}, {job.method.name}")
         events.training_started(uri, run_id, steps)
         try:

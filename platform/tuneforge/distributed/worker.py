@@ -6,6 +6,7 @@ the Ray-free building blocks of ``tuneforge.training`` fed with this worker's da
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,16 @@ from tuneforge.training.loop import run_loop
 
 
 class RayReporter:
-    """Rank 0 logs metrics straight to MLflow; every rank reports to Ray Train (a barrier)."""
+    """Rank 0 logs metrics straight to MLflow; every rank reports to Ray Train (a barrier).
 
-    def __init__(self, rank: int, tracking_uri: str | None, run_id: str | None) -> None:
+    Every report also carries the run's cost figures (``extra``: trainable parameters) and this
+    process's peak resident memory, so a sweep can weigh quality against cost per trial.
+    """
+
+    def __init__(self, rank: int, tracking_uri: str | None, run_id: str | None,
+                 extra: dict[str, float] | None = None) -> None:
         self.rank, self.uri, self.run_id = rank, tracking_uri, run_id
+        self.extra = dict(extra or {})
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.rank == 0 and self.uri and self.run_id:
@@ -34,7 +41,8 @@ class RayReporter:
 
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         ckpt = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=ckpt)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+        ray.train.report({**self.extra, "peak_rss_bytes": float(peak), **metrics}, checkpoint=ckpt)
 
 
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
@@ -51,7 +59,8 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     model = apply_method(load_model(cfg["base_dir"], job.model, job.distributed.use_gpu), job.method)
     trainable, total = count_parameters(model)
     engine = setup_engine(model, job, world, cfg["total_steps"], dtype)
-    reporter = RayReporter(rank, cfg.get("tracking_uri"), cfg.get("run_id"))
+    reporter = RayReporter(rank, cfg.get("tracking_uri"), cfg.get("run_id"),
+                           extra={"trainable_params": float(trainable)})
     reporter.log({"trainable_params": float(trainable), "total_params": float(total)}, 0)
 
     mbs = job.trainer.micro_batch_size

@@ -122,7 +122,9 @@ def version_pairs(sources: Sequence[str], opts: BuildOptions) -> Iterator[tuple[
         return
     for src in sources:
         ext = suffix(src)
-        if ext in (".diff", ".patch"):
+        if opts.opt("synthetic", False):
+            yield from synthetic_versions(src, opts)
+        elif ext in (".diff", ".patch"):
             with open(src, encoding="utf-8") as f:
                 hunks = list(git_hunks(f.read()))
             opts.counts["commit_hunks"] += len(hunks)
@@ -144,10 +146,11 @@ def version_pairs(sources: Sequence[str], opts: BuildOptions) -> Iterator[tuple[
 
 
 def synthetic_versions(src: str, opts: BuildOptions) -> Iterator[tuple[str, str]]:
-    """Clean text cut into ``lines``-line chunks (default 3 sentences); the later version fixes 1-2
-    seeded errors in the earlier one, or drops or repeats a line."""
+    """Clean text cut into ``lines``-line chunks (default 3 sentences of at most ``max_words`` words);
+    the later version fixes 1-2 seeded errors in the earlier one, and sometimes drops an inserted line."""
     n_lines = int(opts.opt("lines", 3))
-    sents = [s for t in texts([src]) for s in sentences(t) if 3 <= len(s.split()) <= 25]
+    max_words = int(opts.opt("max_words", 25))
+    sents = [s for t in texts([src]) for s in sentences(t) if 3 <= len(s.split()) <= max_words]
     rng = opts.rng
     for k in range(0, len(sents) - n_lines + 1, n_lines):
         after = sents[k : k + n_lines]

@@ -160,11 +160,12 @@ def build(sources: Sequence[str], opts: BuildOptions) -> Iterator[EditorExample]
         yield from parallel_pairs(sources[0], sources[1], opts)
         return
     clean: list[str] = []
+    max_words = int(opts.opt("max_words", 40))
     for src in sources:
         if suffix(src) in (".json", ".jsonl") and _has_pair_fields(src):
             yield from record_pairs(src, opts)
         else:
-            clean += [s for t in texts([src]) for s in sentences(t) if 3 <= len(s.split()) <= 40]
+            clean += [s for t in texts([src]) for s in sentences(t) if 3 <= len(s.split()) <= max_words]
     yield from synthetic_pairs(clean, opts)
 
 

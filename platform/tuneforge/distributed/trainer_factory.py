@@ -1,0 +1,49 @@
+"""Build the Ray Train ``TorchTrainer`` for a job: one place, shared by a single run and a sweep trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from tuneforge.config import JobConfig, config_hash
+from tuneforge.distributed.data_pipeline import PreparedData
+from tuneforge.distributed.worker import train_loop_per_worker
+from tuneforge.tracking import tuneforge_home
+
+
+def make_trainer(job: JobConfig, *, base_dir: Path, tok_dir: Path, data: PreparedData, total_steps: int,
+                 tracking_uri: str | None, run_id: str | None, name: str, storage_path: Path,
+                 callbacks: list[Any] | None = None) -> TorchTrainer:
+    """A TorchTrainer whose workers run ``train_loop_per_worker`` on the job's materialised datasets.
+
+    The job travels as a plain dict and is re-validated on each worker; gloo on CPU, nccl on GPU.
+    """
+    d = job.distributed
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "job": job.model_dump(mode="json"),
+            "base_dir": str(base_dir),
+            "tokenizer_dir": str(tok_dir),
+            "total_steps": total_steps,
+            "tracking_uri": tracking_uri,
+            "run_id": run_id,
+            "config_hash": config_hash(job),
+            "extensions_dir": str(tuneforge_home() / "torch_extensions"),
+        },
+        torch_config=TorchConfig(backend="nccl" if d.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=d.num_workers, use_gpu=d.use_gpu, resources_per_worker={"CPU": d.cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage_path),
+            failure_config=FailureConfig(max_failures=d.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
+            callbacks=callbacks,
+        ),
+        datasets={"train": data.train, "eval": data.eval},
+    )

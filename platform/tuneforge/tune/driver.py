@@ -1,0 +1,325 @@
+"""Run a strategy sweep: Ray Tune over Ray Train, one MLflow parent run with a child run per trial.
+
+Ray 2.60's supported shape for Tune over Train V2 is a *function trainable* per trial that builds a
+``TorchTrainer`` and calls ``fit()``, with ``TuneReportCallback`` forwarding every rank-0 report to
+Tune (so ASHA sees each evaluation). Tune does not count the Train workers' resources, so the trial
+driver takes a sliver of CPU and concurrency is bounded explicitly by what the workers need.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import ray
+from mlflow import MlflowClient
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from tuneforge.config import JobConfig, config_from_dict
+from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
+from tuneforge.distributed.data_pipeline import build_datasets, build_plan
+from tuneforge.distributed.runner import total_steps_for, validate_and_sample_texts
+from tuneforge.distributed.trainer_factory import make_trainer
+from tuneforge.models.base import prepare_base, tokenizer_dir
+from tuneforge.tracking import (
+    end_run,
+    log_artifacts,
+    log_params_flat,
+    resolve_tracking_uri,
+    start_run,
+    tuneforge_home,
+)
+from tuneforge.tune.config import SweepConfig, evaluations_per_trial
+from tuneforge.tune.domains import build_param_space, build_scheduler, build_search_alg
+from tuneforge.tune.pareto import pareto_front, render_pareto_table, save_pareto_plot
+from tuneforge.tune.space import apply_overrides, resolve_trial_config
+
+TRIAL_TAG = "tuneforge.trial_id"
+
+
+@dataclass
+class SweepSummary:
+    """What ``tuneforge sweep --json`` prints as its last line."""
+
+    parent_run_id: str
+    trials: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    pareto: list[dict[str, Any]]
+    sweep_dir: str
+    pareto_plot: str | None
+    registered_model: str | None = None
+    version: str | None = None
+    table: str = field(default="", repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "table"}
+
+
+def _concurrency(job: JobConfig, sweep: SweepConfig) -> int:
+    """Trials at once: what the user set, else what the cluster's CPUs hold after one CPU for data."""
+    if sweep.max_concurrent_trials:
+        return sweep.max_concurrent_trials
+    d = job.distributed
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    return max(1, math.floor((cpus - 1) / (d.num_workers * d.cpus_per_worker)))
+
+
+def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """One trial: apply the sampled strategy to the base job, log a child run, fit a TorchTrainer."""
+    job = apply_overrides(config_from_dict(base), resolve_trial_config(config))
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id()
+    client = MlflowClient(inputs["uri"])
+    run = client.create_run(
+        inputs["experiment_id"],
+        run_name=f"trial-{trial_id}",
+        tags={
+            "mlflow.parentRunId": inputs["parent_run_id"],
+            TRIAL_TAG: trial_id,
+            "tuneforge.method": job.method.name,
+        },
+    )
+    for key, value in resolve_trial_config(config).items():
+        client.log_param(run.info.run_id, key, str(value)[:500])
+    data = inputs["data"]
+    if data is None:  # the strategy changes the data (mix ratios): tokenize for this trial
+        data = build_datasets(job, inputs["tok_dir"], build_plan(job))
+    trainer = make_trainer(
+        job,
+        base_dir=Path(inputs["base_dir"]),
+        tok_dir=Path(inputs["tok_dir"]),
+        data=data,
+        total_steps=total_steps_for(job, int(data.stats["train_blocks"])),
+        tracking_uri=inputs["uri"],
+        run_id=run.info.run_id,
+        name=f"trial-{trial_id}",
+        storage_path=Path(inputs["sweep_dir"]) / "trials",
+        callbacks=[TuneReportCallback()],
+    )
+    trainer.fit()
+    client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def _trial_records(results: Any, sweep: SweepConfig, max_t: int | None) -> list[dict[str, Any]]:
+    """One row per trial: strategy, best reported metric, status, iterations and costs."""
+    records = []
+    for r in results:
+        params = resolve_trial_config(r.config)
+        df = r.metrics_dataframe
+        values = df[sweep.metric].dropna() if df is not None and sweep.metric in df else []
+        metric = (
+            (float(values.min()) if sweep.mode == "min" else float(values.max())) if len(values) else None
+        )
+        last = r.metrics or {}
+        iterations = int(last.get("training_iteration", 0))
+        status = (
+            "failed"
+            if r.error
+            else ("completed" if max_t is None or iterations >= max_t else "early-stopped")
+        )
+        ckpt = last.get("checkpoint_path") if status == "completed" else None
+        records.append(
+            {
+                "trial_id": r.metrics.get("trial_id") if r.metrics else None,
+                "method": params.get("method.name"),
+                "params": params,
+                "metric": metric,
+                "status": status,
+                "iterations": iterations,
+                "trainable_params": last.get("trainable_params"),
+                "train_tokens": last.get("train_tokens"),
+                "wall_s": last.get("time_total_s"),
+                "peak_mem_bytes": last.get("peak_rss_bytes"),
+                "checkpoint": ckpt,
+                "adapter_bytes": _weights_bytes(ckpt) if ckpt else None,
+            }
+        )
+    return records
+
+
+def _weights_bytes(ckpt: str) -> int:
+    """Size on disk of what the method saves (adapter weights, or full weights for full/freeze)."""
+    return sum(p.stat().st_size for p in Path(ckpt).glob("*.safetensors"))
+
+
+def _close_child_runs(
+    uri: str, experiment_id: str, parent_run_id: str, records: list[dict[str, Any]]
+) -> None:
+    """Runs of trials ASHA stopped stay RUNNING unless the driver closes them; record every status."""
+    client = MlflowClient(uri)
+    status_by_trial = {r["trial_id"]: r["status"] for r in records}
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    for run in runs:
+        status = status_by_trial.get(run.data.tags.get(TRIAL_TAG), "failed")
+        client.set_tag(run.info.run_id, "tuneforge.trial_status", status)
+        for rec in records:
+            if rec["trial_id"] == run.data.tags.get(TRIAL_TAG):
+                rec["run_id"] = run.info.run_id
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, "KILLED" if status == "early-stopped" else "FAILED")
+
+
+def run_sweep(
+    job: JobConfig,
+    sweep: SweepConfig,
+    *,
+    name: str,
+    resume: bool = False,
+    verbose: bool = False,
+    events: Any = None,
+) -> SweepSummary:
+    """Prepare data and base once, run the Tune sweep, then rank, plot and register the best trial."""
+    quiet_libraries(verbose)
+    say = events.phase if events is not None else (lambda _m: None)
+    sweep_dir = (tuneforge_home() / "sweeps" / name).resolve()
+    if sweep_dir.exists() and not resume:
+        raise ValueError(f"sweep '{name}' already exists at {sweep_dir}; pass --resume or another name")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    say("validating data")
+    plan = build_plan(job)
+    base_dir = prepare_base(
+        job.model, validate_and_sample_texts(job, plan), sweep_dir / "base", job.trainer.seed
+    )
+    tok_dir = tokenizer_dir(job.model, base_dir)
+    uri = resolve_tracking_uri(job.tracking.uri)
+    parent_file = sweep_dir / "parent_run_id"
+    if resume and parent_file.exists():  # reopen the same parent run so children stay grouped
+        mlflow.set_tracking_uri(uri)
+        parent_run_id = mlflow.start_run(run_id=parent_file.read_text().strip()).info.run_id
+    else:
+        parent_run_id = start_run(uri, job.tracking.experiment, name, tags={"tuneforge.sweep": name})
+    parent_file.write_text(parent_run_id)
+    experiment_id = MlflowClient(uri).get_run(parent_run_id).info.experiment_id
+    status = "FAILED"
+    try:
+        log_params_flat(parent_run_id, {"search": sweep.model_dump(mode="json", exclude={"space"})})
+        (sweep_dir / "space.json").write_text(json.dumps(sweep.space, indent=2, default=str))
+        say("starting Ray")
+        ensure_ray(job, verbose)
+        changes_data = any(k.startswith("data.") for k in sweep.search_space(job).layout())
+        shared = None
+        if not changes_data:
+            say("tokenizing and packing once for all trials (Ray Data)")
+            shared = build_datasets(job, str(tok_dir), plan)
+        sweep = sweep.model_copy(update={"max_concurrent_trials": _concurrency(job, sweep)})
+        inputs = {
+            "uri": uri,
+            "experiment_id": experiment_id,
+            "parent_run_id": parent_run_id,
+            "data": shared,
+            "base_dir": str(base_dir),
+            "tok_dir": str(tok_dir),
+            "sweep_dir": str(sweep_dir),
+        }
+        trainable = tune.with_resources(
+            tune.with_parameters(_trial_fn, base=job.model_dump(mode="json"), inputs=inputs), {"CPU": 0.01}
+        )
+        tune_config = tune.TuneConfig(
+            metric=sweep.metric,
+            mode=sweep.mode,
+            num_samples=sweep.num_samples,
+            scheduler=build_scheduler(sweep, job),
+            search_alg=build_search_alg(sweep, seed=sweep.seed or job.trainer.seed),
+            time_budget_s=sweep.time_budget_s,
+        )
+        storage = str(sweep_dir / "tune")
+        if resume and tune.Tuner.can_restore(f"{storage}/{name}"):
+            tuner = tune.Tuner.restore(
+                f"{storage}/{name}",
+                trainable=trainable,
+                resume_errored=True,
+                param_space=build_param_space(sweep, job),
+            )
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=build_param_space(sweep, job),
+                tune_config=tune_config,
+                run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
+            )
+        say(
+            f"sweeping: {sweep.num_samples} trials, up to {sweep.max_concurrent_trials} at once, "
+            f"scheduler {sweep.scheduler.name}"
+        )
+        results = tuner.fit()
+        records = _trial_records(
+            results, sweep, evaluations_per_trial(job) if sweep.scheduler.name == "asha" else None
+        )
+        _close_child_runs(uri, experiment_id, parent_run_id, records)
+        summary = _summarise(records, sweep, sweep_dir, parent_run_id)
+        log_artifacts(parent_run_id, str(sweep_dir / "report"), "sweep")
+        status = "FINISHED"
+    finally:
+        end_run(status)
+    if summary.best and summary.best.get("checkpoint") and job.registry.model_name:
+        say(f"registering the best trial as a challenger of '{job.registry.model_name}'")
+        from tuneforge.tune.register import register_best
+
+        summary.registered_model, summary.version = register_best(
+            summary.best, job, uri, base_dir, sweep_dir, parent_run_id
+        )
+    return summary
+
+
+def _summarise(
+    records: list[dict[str, Any]], sweep: SweepConfig, sweep_dir: Path, parent_run_id: str
+) -> SweepSummary:
+    """Best trial, Pareto front (quality vs trainable parameters), table and plot on disk."""
+    scored = [r for r in records if r["metric"] is not None]
+    pick = min if sweep.mode == "min" else max
+    best = pick(scored, key=lambda r: r["metric"]) if scored else None
+    report = sweep_dir / "report"
+    report.mkdir(exist_ok=True)
+    costed = [r for r in scored if r.get("trainable_params")]
+    front = pareto_front(costed, metric="metric", cost="trainable_params", mode=sweep.mode) if costed else []
+    table = (
+        render_pareto_table(costed, metric="metric", cost="trainable_params", mode=sweep.mode, front=front)
+        if costed
+        else ""
+    )
+    plot = (
+        save_pareto_plot(
+            costed,
+            report / "pareto.png",
+            metric="metric",
+            cost="trainable_params",
+            mode=sweep.mode,
+            front=front,
+        )
+        if costed
+        else None
+    )
+    (report / "trials.json").write_text(json.dumps(records, indent=2, default=str))
+    (report / "pareto.txt").write_text(table)
+    keep = ("trial_id", "method", "params", "metric", "status", "iterations")
+    return SweepSummary(
+        parent_run_id=parent_run_id,
+        trials=[{k: r.get(k) for k in keep} for r in records],
+        best={k: best.get(k) for k in (*keep, "checkpoint", "run_id")} if best else None,
+        pareto=[
+            {
+                k: r.get(k)
+                for k in (
+                    "trial_id",
+                    "method",
+                    "metric",
+                    "trainable_params",
+                    "adapter_bytes",
+                    "train_tokens",
+                    "wall_s",
+                )
+            }
+            for r in front
+        ],
+        sweep_dir=str(sweep_dir),
+        pareto_plot=str(plot) if plot else None,
+        table=table,
+    )
+
+
+__all__ = ["SweepSummary", "run_sweep"]

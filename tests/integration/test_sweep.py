@@ -1,0 +1,50 @@
+"""A real strategy sweep on the session's Ray head: Tune over Train, ASHA, MLflow parent/child runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_sweep_over_methods_with_asha(ray_head, tuneforge_home: Path):
+    cmd = [
+        str(Path(sys.executable).parent / "tuneforge"),
+        "sweep",
+        "jobs/configs/sweep/tiny_cpu.yaml",
+        "--name",
+        "it-sweep",
+        "registry.model_name=sweep-best",
+        "--json",
+    ]
+    out = subprocess.run(cmd, cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    s = json.loads(out.stdout.strip().splitlines()[-1])
+    trials = s["trials"]
+    assert len(trials) >= 6
+    assert len({t["method"] for t in trials}) >= 3, trials
+    assert any(t["status"] == "early-stopped" for t in trials), trials
+    assert all(t["status"] != "failed" for t in trials), trials
+    scored = [t for t in trials if t["metric"] is not None]
+    assert s["best"]["trial_id"] == min(scored, key=lambda t: t["metric"])["trial_id"]
+    assert Path(s["pareto_plot"]).stat().st_size > 0 and s["pareto"]
+
+    client = MlflowClient(f"sqlite:///{tuneforge_home}/mlflow.db")
+    parent = client.get_run(s["parent_run_id"])
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{s['parent_run_id']}'"
+    )
+    assert len(children) == len(trials)
+    assert all(c.info.status != "RUNNING" for c in children)
+    statuses = {c.data.tags["tuneforge.trial_id"]: c.data.tags["tuneforge.trial_status"] for c in children}
+    assert statuses == {t["trial_id"]: t["status"] for t in trials}
+    if s["version"]:
+        assert str(client.get_model_version_by_alias("sweep-best", "challenger").version) == s["version"]
