@@ -145,12 +145,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "tokens_per_second": tokens / seconds,
         "final_loss": losses[-1],
     }
+    # The same loop on one thread: the per-core yardstick for ranks that get one core each, and a hint
+    # of how well intra-op threading scales on this machine (poorly when other work holds the cores).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, seconds_1, tokens_1 = reference_train(
+            build_tiny_model(job.model.tiny, args.vocab_size, seed=0), train, job.trainer, args.steps
+        )
+    finally:
+        torch.set_num_threads(threads)
+    plain_1_thread = {"threads": 1, "tokens_per_second": tokens_1 / seconds_1}
     runs: list[dict[str, Any]] = []
     for world in args.worlds:
         started = time.perf_counter()
         results = spawn(platform_rank, world, args)[0]  # rank 0's view; tokens are summed over ranks
         for r in results:
             r["ratio_vs_plain"] = r["tokens_per_second"] / plain["tokens_per_second"]
+            r["ratio_vs_plain_1_thread"] = r["tokens_per_second"] / plain_1_thread["tokens_per_second"]
             r["spawn_seconds_all_stages"] = round(time.perf_counter() - started, 1)
         runs.extend(results)
     params = sum(p.numel() for p in model.parameters())
@@ -176,6 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "vocab_size": args.vocab_size,
         },
         "plain": plain,
+        "plain_1_thread": plain_1_thread,
         "platform": runs,
     }
 
@@ -204,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run(args)
     plain = report["plain"]["tokens_per_second"]
     print(f"plain PyTorch, {report['plain']['threads']} threads: {plain:,.0f} tokens/s")
+    print(f"plain PyTorch, 1 thread: {report['plain_1_thread']['tokens_per_second']:,.0f} tokens/s")
     for r in report["platform"]:
         print(
             f"tuneforge ZeRO-{r['zero_stage']}, {r['world_size']} rank(s) x {r['threads_per_rank']} threads: "

@@ -25,7 +25,8 @@ def test_throughput_benchmark_writes_ratios(tmp_path: Path) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert set(report) == {"machine", "settings", "plain", "platform"}
+    assert set(report) == {"machine", "settings", "plain", "plain_1_thread", "platform"}
+    assert report["plain_1_thread"]["tokens_per_second"] > 0
     plain = report["plain"]["tokens_per_second"]
     assert plain > 0 and report["plain"]["tokens"] == 2 * 2 * 16
     runs = {(r["zero_stage"], r["world_size"]): r for r in report["platform"]}

@@ -135,3 +135,20 @@ def test_bad_input_is_one_line_and_exit_1(models, tmp_path, args, message):
     assert out.returncode == 1
     assert message in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_find_checkpoint_in_run_dir_takes_newest(models, tmp_path):
+    import os
+    import shutil
+
+    from tuneforge.models.export import ExportError, find_checkpoint
+
+    run = tmp_path / "run"
+    for i, name in enumerate(["checkpoint_000000", "checkpoint_000001"]):
+        shutil.copytree(models["lora"], run / "ray" / "trial" / name)
+        os.utime(run / "ray" / "trial" / name, (1_000 + i, 1_000 + i))
+    assert find_checkpoint(run).name == "checkpoint_000001"
+    assert find_checkpoint(models["base"]) == models["base"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="holds no model"):
+        find_checkpoint(tmp_path / "empty")

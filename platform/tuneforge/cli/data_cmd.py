@@ -211,3 +211,39 @@ def preview(
             ),
             flush=True,
         )
+
+
+@data_app.command()
+def build(
+    mode: str = typer.Argument(..., help="Tuning mode (see `tuneforge modes list`)."),
+    more: list[str] = typer.Argument(None, help="More sources (`--from A B` puts B here).", show_default=False),
+    sources: list[str] = typer.Option([], "--from", help="Source files, as many as the mode takes."),
+    out_path: str = typer.Option(..., "--out", help="Output JSONL (OpenAI chat; {text} for domain)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for synthetic builders and mixing."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Write at most N records."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Builder knob KEY=VALUE, e.g. ratio=0.3."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+) -> None:
+    """Compile source data into a mode's training records; print counts and a sample."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tuneforge.cli.errors import user_errors
+    from tuneforge.data import render_text
+    from tuneforge.modes.materialize import build_file
+
+    with user_errors(_fail):
+        options = dict(_key_value(o) for o in option)
+        report = build_file(mode, [*sources, *(more or [])], out_path, seed, limit, options)
+    counts = " · ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
+    out.print(f"{mode}: {report.records} records -> {out_path}  ({counts})")
+    if report.sample is not None:
+        out.rule("sample")
+        out.print(Text(render_text(report.sample)))
+    if as_json:
+        print(json.dumps(report.to_dict()), flush=True)
+
+
+def _key_value(spec: str) -> tuple[str, str]:
+    key, sep, value = spec.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--option {spec}: expected KEY=VALUE")
+    return key.strip(), value.strip()

@@ -34,6 +34,9 @@ def _register_subcommands() -> None:
     from tuneforge.cli.registry_cmd import register_registry_commands
 
     register_registry_commands(app, fail)
+    from tuneforge.cli.modes_cmd import register_modes_commands
+
+    register_modes_commands(app, fail)
     from tuneforge.cli.sweep_cmd import register_sweep_command
 
     register_sweep_command(app, fail, console)

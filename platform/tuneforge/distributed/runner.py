@@ -8,6 +8,7 @@ fits a ``TorchTrainer``, then logs and registers the trained model from the fina
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -22,10 +23,14 @@ from tuneforge.distributed.trainer_factory import make_trainer
 from tuneforge.evaluation.evaluate import file_hash
 from tuneforge.models.base import prepare_base, tokenizer_dir
 from tuneforge.models.io import merge_adapter
+from tuneforge.models.method_traits import MERGEABLE_ADAPTERS, registrable, supports_packing
+from tuneforge.models.methods import check_method_available
 from tuneforge.registry.lineage import lineage_tags
 from tuneforge.registry.promotion import promote
 from tuneforge.tracking import (
+    LoggedModel,
     end_run,
+    log_artifacts,
     log_dict_artifact,
     log_hf_model,
     log_params_flat,
@@ -86,6 +91,45 @@ def _run_name(job: JobConfig) -> str:
     return job.tracking.run_name or f"{job.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def without_unsafe_packing(job: JobConfig, say: Callable[[str], None]) -> JobConfig:
+    """Prompt-learning methods train on padded batches: peft ignores their packed position ids."""
+    if job.data.packing and not supports_packing(job.method.name):
+        say(f"{job.method.name}: packing off (peft ignores position_ids for virtual tokens), padding instead")
+        return job.model_copy(update={"data": job.data.model_copy(update={"packing": False})})
+    return job
+
+
+def _log_result(
+    job: JobConfig,
+    run_id: str,
+    ckpt: Path,
+    base_dir: Path,
+    run_dir: Path,
+    tags: dict[str, str],
+    events: RunEvents,
+) -> LoggedModel:
+    """Log the trained model; the registry gets plain HF weights (adapters merged when they can be).
+
+    Prompt-learning adapters cannot be merged: their adapter directory and the base are logged as
+    run artifacts and nothing is registered.
+    """
+    if registrable(job.method.name):
+        model_dir, adapter_dir = ckpt, None
+        if job.method.name in MERGEABLE_ADAPTERS:
+            model_dir, adapter_dir = merge_adapter(base_dir, ckpt, run_dir / "merged"), ckpt
+        return log_hf_model(
+            run_id,
+            model_dir,
+            registered_model_name=job.registry.model_name,
+            adapter_dir=adapter_dir,
+            tags=tags,
+        )
+    events.phase(f"{job.method.name} adapters cannot be merged: logged as artifacts, not registered")
+    log_artifacts(run_id, str(ckpt), "adapter")
+    log_artifacts(run_id, str(base_dir), "base")
+    return LoggedModel(model_uri=f"runs:/{run_id}/adapter", registered_name=None, version=None)
+
+
 def validate_and_sample_texts(job: JobConfig, plan: DataPlan | None = None) -> list[str]:
     """Parse every input file on the driver (clear errors, early) and return rendered train texts.
 
@@ -117,6 +161,8 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
     """Fine-tune, evaluate, log and register one model as the job spec says."""
     events = events or _Silent()
     quiet_libraries(verbose)
+    check_method_available(job.method, use_gpu=job.distributed.use_gpu)  # QLoRA on CPU: fail before work
+    job = without_unsafe_packing(job, events.phase)
     started = time.perf_counter()
     home = tuneforge_home()
     name = _run_name(job)
@@ -147,8 +193,17 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
         steps = total_steps_for(job, int(data.stats["train_blocks"]))
 
         d = job.distributed
-        trainer = make_trainer(job, base_dir=base_dir, tok_dir=tok_dir, data=data, total_steps=steps,
-                               tracking_uri=uri, run_id=run_id, name=name, storage_path=run_dir / "ray")
+        trainer = make_trainer(
+            job,
+            base_dir=base_dir,
+            tok_dir=tok_dir,
+            data=data,
+            total_steps=steps,
+            tracking_uri=uri,
+            run_id=run_id,
+            name=name,
+            storage_path=run_dir / "ray",
+        )
         events.phase(f"training: {d.num_workers} workers, ZeRO-{d.zero_stage}, {job.method.name}")
         events.training_started(uri, run_id, steps)
         try:
@@ -159,18 +214,9 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
         ckpt = Path(result.checkpoint.path)
 
         events.phase("logging and registering the model")
-        model_dir, adapter_dir = ckpt, None
-        if job.method.name == "lora":
-            model_dir, adapter_dir = merge_adapter(base_dir, ckpt, run_dir / "merged"), ckpt
         holdout = write_holdout(job, plan, run_dir / "eval.jsonl")
         tags = lineage_tags(job, run_id, file_hash(holdout))
-        logged = log_hf_model(
-            run_id,
-            model_dir,
-            registered_model_name=job.registry.model_name,
-            adapter_dir=adapter_dir,
-            tags=tags,
-        )
+        logged = _log_result(job, run_id, ckpt, base_dir, run_dir, tags, events)
         status = "FINISHED"
         summary = RunSummary(
             run_id=run_id,

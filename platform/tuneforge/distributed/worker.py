@@ -30,8 +30,9 @@ class RayReporter:
     process's peak resident memory, so a sweep can weigh quality against cost per trial.
     """
 
-    def __init__(self, rank: int, tracking_uri: str | None, run_id: str | None,
-                 extra: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, rank: int, tracking_uri: str | None, run_id: str | None, extra: dict[str, float] | None = None
+    ) -> None:
         self.rank, self.uri, self.run_id = rank, tracking_uri, run_id
         self.extra = dict(extra or {})
 
@@ -56,11 +57,16 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     dtype = resolve_dtype(job.model.dtype, job.distributed.use_gpu)
 
     tokenizer = load_tokenizer(cfg["tokenizer_dir"], job.model.trust_remote_code)
-    model = apply_method(load_model(cfg["base_dir"], job.model, job.distributed.use_gpu), job.method)
+    model = apply_method(
+        load_model(cfg["base_dir"], job.model, job.distributed.use_gpu),
+        job.method,
+        tokenizer_dir=cfg["tokenizer_dir"],
+    )
     trainable, total = count_parameters(model)
     engine = setup_engine(model, job, world, cfg["total_steps"], dtype)
-    reporter = RayReporter(rank, cfg.get("tracking_uri"), cfg.get("run_id"),
-                           extra={"trainable_params": float(trainable)})
+    reporter = RayReporter(
+        rank, cfg.get("tracking_uri"), cfg.get("run_id"), extra={"trainable_params": float(trainable)}
+    )
     reporter.log({"trainable_params": float(trainable), "total_params": float(total)}, 0)
 
     mbs = job.trainer.micro_batch_size

@@ -23,7 +23,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from tuneforge.config import JobConfig, config_from_dict
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
 from tuneforge.distributed.data_pipeline import build_datasets, build_plan
-from tuneforge.distributed.runner import total_steps_for, validate_and_sample_texts
+from tuneforge.distributed.runner import total_steps_for, validate_and_sample_texts, without_unsafe_packing
 from tuneforge.distributed.trainer_factory import make_trainer
 from tuneforge.models.base import prepare_base, tokenizer_dir
 from tuneforge.tracking import (
@@ -71,7 +71,9 @@ def _concurrency(job: JobConfig, sweep: SweepConfig) -> int:
 
 def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str, Any]) -> None:
     """One trial: apply the sampled strategy to the base job, log a child run, fit a TorchTrainer."""
-    job = apply_overrides(config_from_dict(base), resolve_trial_config(config))
+    job = without_unsafe_packing(
+        apply_overrides(config_from_dict(base), resolve_trial_config(config)), lambda _message: None
+    )
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     client = MlflowClient(inputs["uri"])
@@ -86,8 +88,8 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str,
     )
     for key, value in resolve_trial_config(config).items():
         client.log_param(run.info.run_id, key, str(value)[:500])
-    data = inputs["data"]
-    if data is None:  # the strategy changes the data (mix ratios): tokenize for this trial
+    data = inputs["data"] if job.data.packing == inputs["packed"] else None
+    if data is None:  # the strategy changes the data (mix ratios, padding): tokenize for this trial
         data = build_datasets(job, inputs["tok_dir"], build_plan(job))
     trainer = make_trainer(
         job,
@@ -212,6 +214,7 @@ def run_sweep(
             "experiment_id": experiment_id,
             "parent_run_id": parent_run_id,
             "data": shared,
+            "packed": job.data.packing,
             "base_dir": str(base_dir),
             "tok_dir": str(tok_dir),
             "sweep_dir": str(sweep_dir),

@@ -10,12 +10,10 @@ from mlflow import MlflowClient
 
 from tuneforge.config import JobConfig
 from tuneforge.models.io import merge_adapter
+from tuneforge.models.method_traits import FULL_WEIGHTS, MERGEABLE_ADAPTERS
 from tuneforge.registry.lineage import lineage_tags
 from tuneforge.registry.promotion import CHALLENGER
 from tuneforge.tracking import log_hf_model
-
-MERGEABLE = {"lora", "ia3", "qlora"}
-FULL_WEIGHTS = {"full", "freeze"}
 
 
 def register_best(
@@ -30,7 +28,7 @@ def register_best(
     ckpt = Path(best["checkpoint"])
     if method in FULL_WEIGHTS:
         model_dir, adapter_dir = ckpt, None
-    elif method in MERGEABLE:
+    elif method in MERGEABLE_ADAPTERS:
         model_dir, adapter_dir = merge_adapter(base_dir, ckpt, sweep_dir / "best-merged"), ckpt
     else:
         return None, None
