@@ -80,6 +80,7 @@ def batches(convs: list[Conversation], tok, seq_len: int, rows: int) -> list[dic
 
 
 def train(model, convs, tok, steps: int, lr: float, seq_len: int, rows: int) -> tuple[float, float]:
+    """``steps`` optimizer steps over packed ``rows x seq_len`` batches (cycled); (final loss, seconds)."""
     trainer = TrainerConfig(lr=lr, warmup_ratio=0.05, lr_scheduler="cosine", max_seq_len=seq_len)
     losses, seconds, _ = reference_train(model, batches(convs, tok, seq_len, rows), trainer, steps)
     return float(np.mean(losses[-20:])), seconds
@@ -118,7 +119,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     modes = args.modes.split(",")
     t0 = time.perf_counter()
-    data = {m: build(m, args.pairs + args.eval, args.seed) for m in modes}
+    data = {m: build(m, args.pairs + args.eval, args.seed) for m in PLANS}  # one tokenizer for any --modes
     domain = [get_mode("domain").compile(x) for x in get_mode("domain").build(TEXT[:1], BuildOptions())]
     tok = train_bpe_tokenizer(
         [render_text(c) for cs in data.values() for c in cs] + [c.text for c in domain], 2048
@@ -148,7 +149,9 @@ def main() -> None:
         row = {"pairs": len(tr), "held_out": len(held)}
         row["base_zero_shot"] = summarize(score_mode(base, tok, held, m, 0, **kw))
         row["base_k_shot"] = summarize(score_mode(base, tok, held, m, args.k, tr, **kw))
-        loss, sec = train(base, tr, tok, args.steps, args.lr, args.seq_len, args.rows)
+        long_pairs = mode == "diff"  # text + diff + result: ~200 tokens, so longer rows, fewer of them
+        seq_len, rows = (2 * args.seq_len, args.rows // 2) if long_pairs else (args.seq_len, args.rows)
+        loss, sec = train(base, tr, tok, args.steps, args.lr, seq_len, rows)
         row["tuned"] = summarize(score_mode(base, tok, held, m, 0, **kw))
         row["train"] = {"steps": args.steps, "final_loss": round(loss, 3), "seconds": round(sec)}
         if mode in ("editor", "diff"):

@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import transformers
 
     load_before = os.getloadavg()[0]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     train, _ = data(args)
     job = make_job(args, 0, 1)
     if args.warmup:
@@ -159,7 +161,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for world in args.worlds:
         started = time.perf_counter()
-        results = spawn(platform_rank, world, args)[0]  # rank 0's view; tokens are summed over ranks
+        # Rank 0's view; the loop sums tokens over ranks.
+        results = spawn(platform_rank, world, args, threads=args.threads)[0]
         for r in results:
             r["ratio_vs_plain"] = r["tokens_per_second"] / plain["tokens_per_second"]
             r["ratio_vs_plain_1_thread"] = r["tokens_per_second"] / plain_1_thread["tokens_per_second"]
@@ -204,6 +207,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vocab-size", type=int, default=512)
     p.add_argument("--worlds", type=int, nargs="+", default=[1, 2], help="ranks per platform run")
     p.add_argument("--stages", type=int, nargs="+", default=[0, 2], help="ZeRO stages per platform run")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for the plain loop and every rank (default: plain all cores, ranks a share)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the JSON report here too")
     args = p.parse_args(argv)
     for w in args.worlds:

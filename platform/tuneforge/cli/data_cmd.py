@@ -216,7 +216,7 @@ def preview(
 @data_app.command()
 def build(
     mode: str = typer.Argument(..., help="Tuning mode (see `tuneforge modes list`)."),
-    more: list[str] = typer.Argument(None, help="More sources (`--from A B` puts B here).", show_default=False),
+    more: list[str] = typer.Argument(None, help="Sources after --from's first.", show_default=False),
     sources: list[str] = typer.Option([], "--from", help="Source files, as many as the mode takes."),
     out_path: str = typer.Option(..., "--out", help="Output JSONL (OpenAI chat; {text} for domain)."),
     seed: int = typer.Option(0, "--seed", help="Seed for synthetic builders and mixing."),

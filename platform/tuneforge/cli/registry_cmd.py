@@ -42,7 +42,9 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
         metric: list[str] = typer.Option(
             ["eval_loss"], "--metric", help="eval_loss, rougeL, exact_match, chrf"
         ),
-        mode: str | None = typer.Option(None, "--mode", help="chat | instruct: use the mode's metrics"),
+        mode: str | None = typer.Option(None, "--mode", help="A tuning mode: use its metrics (`modes list`)"),
+        baselines: int = typer.Option(0, "--baselines", min=0, help="Also score --base zero-shot and K-shot"),
+        base: str | None = typer.Option(None, "--base", help="Untuned base model for --baselines"),
         tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -60,12 +62,17 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
             report = evaluate(m, tok, data, metric)
             summary: dict[str, Any] = {"model": model, **report.summary()}
             summary["run_id"] = _log_eval(uri, model, summary)
+            if baselines:
+                summary["baselines"] = _baselines(model, base, mode, data, baselines, (m, tok))
         for name in metric:
             iv = summary[name]
             typer.echo(
                 f"{name:12s} {iv['mean']:.4f}  95% CI [{iv['low']:.4f}, {iv['high']:.4f}]  (n={report.n})",
                 err=True,
             )
+        for setting, scores in summary.get("baselines", {}).items():
+            cells = "  ".join(f"{k} {v['mean']:.4f}" for k, v in scores.items() if isinstance(v, dict))
+            typer.echo(f"{setting:15s} {cells}", err=True)
         if as_json:
             print(json.dumps(summary))
 
@@ -136,6 +143,19 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
             )
 
     app.add_typer(models_app, name="models", help="Inspect registered models.")
+
+
+def _baselines(model: str, base: str | None, mode: str | None, data: str, k: int, tuned: tuple) -> dict:
+    """``{base_zero_shot, base_k_shot, tuned}`` on ``data`` with the mode's metrics (shots: leave-one-out)."""
+    if base is None or mode is None:
+        raise ValueError("--baselines needs --base (the untuned model) and --mode (whose metrics to use)")
+    from tuneforge.data import read_conversations
+    from tuneforge.modes import get_mode
+    from tuneforge.modes.baselines import prompting_baselines
+    from tuneforge.registry.resolve import load_model_ref
+
+    convs = list(read_conversations(data))
+    return prompting_baselines(load_model_ref(base), tuned, convs, get_mode(mode), k)
 
 
 def _registry_version(client, model_ref: str) -> tuple[str, str] | None:

@@ -135,10 +135,45 @@ class DatasetSpec(_Section):
         return data
 
 
+class ModeSource(_Section):
+    """Training data built for a tuning mode (tuneforge.modes) from source files, before planning."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, populate_by_name=True)
+
+    mode: str = Field(description="Tuning mode, e.g. editor, instruct, diff (`tuneforge modes list`).")
+    sources: list[str] = Field(alias="from", description="Source files in the form the mode's builder takes.")
+    weight: float | None = Field(None, gt=0, description="Relative share of the training mix.")
+    seed: int = Field(0, description="Seed for synthetic builders.")
+    limit: int | None = Field(None, ge=1, description="Build at most this many records.")
+    options: dict[str, str] = Field(default_factory=dict, description="Builder knobs, e.g. {ratio: '0.3'}.")
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _one_source(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
 class DataConfig(_Section):
     """Training and evaluation data, and how records become token sequences."""
 
-    train_files: list[DatasetSpec] = Field(min_length=1, description="Training data files.")
+    train_files: list[DatasetSpec] = Field(
+        default_factory=list, description="Training data files (at least one here or in `modes`)."
+    )
+    modes: list[ModeSource] = Field(
+        default_factory=list,
+        description="Tuning modes built into training files before the run, e.g. "
+        "[{mode: editor, from: [src.txt, ref.txt], weight: 0.5}]; see docs/modes.md.",
+    )
+
+    @model_validator(mode="after")
+    def _some_training_data(self) -> Self:
+        """Train files and mode sources form one mix: need one of them, weights on all or none."""
+        if not self.train_files and not self.modes:
+            raise ValueError("train_files: give at least one training file (or a `modes` entry)")
+        weighted = [s.weight is not None for s in (*self.train_files, *self.modes)]
+        if self.modes and any(weighted) and not all(weighted):
+            raise ValueError("modes: set weight on every train file and mode source, or on none")
+        return self
     eval_files: list[DatasetSpec] = Field(
         default_factory=list,
         description="Evaluation data files; if empty, a held-out split of train chosen by content hash.",

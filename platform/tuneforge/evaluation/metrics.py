@@ -115,6 +115,10 @@ MODE_METRICS: Mapping[str, tuple[str, ...]] = _ModeMetrics()
 
 def metrics_for_mode(mode: str) -> tuple[str, ...]:
     """The metrics a mode is judged by; unknown modes list the known ones."""
+    if mode not in MODE_METRICS and "." in mode:  # a user's mode module, by dotted name
+        from tuneforge.modes import get_mode
+
+        return get_mode(mode).metrics
     if mode not in MODE_METRICS:
         raise ValueError(f"--mode {mode}: unknown mode; known: {', '.join(MODE_METRICS)}")
     return MODE_METRICS[mode]

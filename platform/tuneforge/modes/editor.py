@@ -119,9 +119,11 @@ def synthetic_pairs(clean: Sequence[str], opts: BuildOptions) -> Iterator[Editor
             yield EditorExample(sent, sent)
             continue
         bad = corrupt(sent, opts.rng, opts.rng.randint(1, max_edits), kinds)
-        if bad != sent:
-            opts.counts["corrupted"] += 1
-            yield EditorExample(bad, sent)
+        if bad == sent:  # e.g. two swaps that undo each other: not a pair worth training on
+            opts.counts["skipped_unchanged"] += 1
+            continue
+        opts.counts["corrupted"] += 1
+        yield EditorExample(bad, sent)
 
 
 def parallel_pairs(src: str, ref: str, opts: BuildOptions) -> Iterator[EditorExample]:

@@ -169,6 +169,11 @@ def run_loop(
                 last_eval = evaluate(engine, eval_batches(), device)
                 reporter.log({"eval_loss": last_eval}, step)
                 history.append({"step": float(step), "eval_loss": last_eval})
+                if not (t.checkpoint_every and step % t.checkpoint_every == 0):
+                    # One report per evaluation: what a scheduler such as ASHA ranks trials by.
+                    reporter.report(
+                        {"step": float(step), "eval_loss": last_eval, "train_tokens": tokens}, None
+                    )
                 tick += time.perf_counter() - paused  # evaluation time is not training time
                 if stopper is not None and stopper.update(last_eval):
                     if window_loss:  # same on every rank: all ranks step in lockstep
