@@ -26,3 +26,14 @@ def user_errors(fail: Callable[[str], None]) -> Iterator[None]:
         if type(e) is ValueError:  # our own plain validation errors (messages name the field)
             fail(str(e))
         raise
+
+
+def release_ray() -> None:
+    """Shut Ray down (if this process started or joined it) so no log line follows our output."""
+    import sys
+
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()

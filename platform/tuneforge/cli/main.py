@@ -71,7 +71,7 @@ def train(
 ) -> None:
     """Fine-tune a model as the job config says; log, evaluate and register it."""
     _defaults_env()
-    from tuneforge.cli.errors import user_errors
+    from tuneforge.cli.errors import release_ray, user_errors
     from tuneforge.config import load_config
 
     with user_errors(fail):
@@ -82,6 +82,7 @@ def train(
         summary = run_job(job, TrainingProgress(console, quiet=False), verbose=verbose)
     _print_summary(summary.to_dict())
     if as_json:
+        release_ray()  # Ray's log monitor must not print after the JSON line
         print(json.dumps(summary.to_dict()), flush=True)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tuneforge.cli.errors import user_errors
+from tuneforge.cli.errors import release_ray, user_errors
 
 
 def register_sweep_command(app: typer.Typer, fail, console) -> None:
@@ -45,4 +45,5 @@ def register_sweep_command(app: typer.Typer, fail, console) -> None:
                           highlight=False)
         console.print(f"sweep dir: {summary.sweep_dir}  plot: {summary.pareto_plot}", highlight=False)
         if as_json:
+            release_ray()  # Ray's log monitor must not print after the JSON line
             print(json.dumps(summary.to_dict(), default=str))

@@ -20,12 +20,13 @@ from mlflow import MlflowClient
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from tuneforge.config import JobConfig, config_from_dict
+from tuneforge.config import JobConfig, PromptTuningMethod, config_from_dict
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
 from tuneforge.distributed.data_pipeline import build_datasets, build_plan
 from tuneforge.distributed.runner import total_steps_for, validate_and_sample_texts, without_unsafe_packing
 from tuneforge.distributed.trainer_factory import make_trainer
 from tuneforge.models.base import prepare_base, tokenizer_dir
+from tuneforge.models.method_traits import supports_packing
 from tuneforge.tracking import (
     end_run,
     log_artifacts,
@@ -40,6 +41,7 @@ from tuneforge.tune.pareto import pareto_front, render_pareto_table, save_pareto
 from tuneforge.tune.space import apply_overrides, resolve_trial_config
 
 TRIAL_TAG = "tuneforge.trial_id"
+_PROMPT_PLACEHOLDER = PromptTuningMethod(name="prompt_tuning")  # only to derive the padded data job
 
 
 @dataclass
@@ -88,9 +90,9 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str,
     )
     for key, value in resolve_trial_config(config).items():
         client.log_param(run.info.run_id, key, str(value)[:500])
-    data = inputs["data"] if job.data.packing == inputs["packed"] else None
-    if data is None:  # the strategy changes the data (mix ratios, padding): tokenize for this trial
-        data = build_datasets(job, inputs["tok_dir"], build_plan(job))
+    # Prepared on the driver: Ray Data launched from inside a trial would be captured by the trial's
+    # placement group (a 0.01-CPU bundle) and could never schedule its tasks.
+    data = inputs["data"][job.data.packing]
     trainer = make_trainer(
         job,
         base_dir=Path(inputs["base_dir"]),
@@ -203,18 +205,23 @@ def run_sweep(
         (sweep_dir / "space.json").write_text(json.dumps(sweep.space, indent=2, default=str))
         say("starting Ray")
         ensure_ray(job, verbose)
-        changes_data = any(k.startswith("data.") for k in sweep.search_space(job).layout())
-        shared = None
-        if not changes_data:
-            say("tokenizing and packing once for all trials (Ray Data)")
-            shared = build_datasets(job, str(tok_dir), plan)
+        space = sweep.search_space(job)
+        if any(k.startswith("data.") for k in space.layout()):
+            raise ValueError(
+                "search.space: searching data keys (data.mix, ...) needs per-trial tokenization, "
+                "which this version does not run yet; fix the data and search the method"
+            )
+        say("tokenizing once for all trials (Ray Data)")
+        shared = {job.data.packing: build_datasets(job, str(tok_dir), plan)}
+        if job.data.packing and any(not supports_packing(b.name) for b in space.branches):
+            padded = without_unsafe_packing(job.model_copy(update={"method": _PROMPT_PLACEHOLDER}), say)
+            shared[False] = build_datasets(padded, str(tok_dir), plan)
         sweep = sweep.model_copy(update={"max_concurrent_trials": _concurrency(job, sweep)})
         inputs = {
             "uri": uri,
             "experiment_id": experiment_id,
             "parent_run_id": parent_run_id,
             "data": shared,
-            "packed": job.data.packing,
             "base_dir": str(base_dir),
             "tok_dir": str(tok_dir),
             "sweep_dir": str(sweep_dir),
