@@ -37,6 +37,7 @@ from safetensors.torch import save_file
 
 from tuneforge.models.io import atomic_dir
 from tuneforge.models.methods import is_adapter
+from tuneforge.training.consolidate import save_zero3_streamed
 
 STATE_FILE = "tuneforge/trainer_state.json"
 PROBE_FILE = "tuneforge/probe.safetensors"
@@ -138,10 +139,8 @@ def _write_model(engine: Any, target: Path, rank: int, zero_stage: int) -> None:
         trainable = [p for p in model.parameters() if p.requires_grad]
         with _gathered(trainable, zero_stage):
             model.save_pretrained(target, is_main_process=rank == 0, safe_serialization=True)
-    elif zero_stage == 3:
-        state_dict = engine._zero3_consolidated_16bit_state_dict()
-        if rank == 0:
-            model.save_pretrained(target, state_dict=state_dict, safe_serialization=True)
+    elif zero_stage == 3:  # gathered module by module, written shard by shard: bounded memory
+        save_zero3_streamed(model, target, rank)
     elif rank == 0:
         model.save_pretrained(target, safe_serialization=True)
 
