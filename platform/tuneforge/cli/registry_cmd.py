@@ -175,8 +175,9 @@ def _log_eval(uri: str, model_ref: str, summary: dict[str, Any]) -> str:
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("tuneforge-evals")
-    exp_id = exp.experiment_id if exp else client.create_experiment("tuneforge-evals")
+    from tuneforge.tracking import experiment_id_for
+
+    exp_id = experiment_id_for(uri, "tuneforge-evals")  # artifacts next to a sqlite db, not ./mlruns
     run = client.create_run(exp_id, tags={"tuneforge.model_ref": model_ref})
     version = _registry_version(client, model_ref)
     if version is not None:  # link both ways: the eval run names the version, the version its evals

@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from tuneforge.evaluation.evaluate import evaluate, higher_is_better
 from tuneforge.evaluation.stats import paired_bootstrap
 from tuneforge.registry.resolve import load_model_ref
+from tuneforge.tracking import experiment_id_for
 
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 PROMOTION_EXPERIMENT = "tuneforge-promotions"
@@ -193,8 +194,7 @@ def _apply(client: MlflowClient, d: Decision) -> None:
 def _record(tracking_uri: str, d: Decision) -> None:
     """One MLflow run per decision, in its own experiment."""
     client = MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(PROMOTION_EXPERIMENT)
-    exp_id = exp.experiment_id if exp else client.create_experiment(PROMOTION_EXPERIMENT)
+    exp_id = experiment_id_for(tracking_uri, PROMOTION_EXPERIMENT)  # artifacts next to a sqlite db
     run = client.create_run(
         exp_id,
         run_name=f"promote-{d.name}-v{d.candidate_version}",

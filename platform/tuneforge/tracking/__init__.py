@@ -14,6 +14,7 @@ from tuneforge.tracking.models import (
 )
 from tuneforge.tracking.store import (
     end_run,
+    experiment_id_for,
     flatten_params,
     log_artifacts,
     log_dict_artifact,
@@ -31,6 +32,7 @@ __all__ = [
     "LoggedModel",
     "download_adapter",
     "end_run",
+    "experiment_id_for",
     "flatten_params",
     "load_hf_model",
     "log_artifacts",

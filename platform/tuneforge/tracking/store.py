@@ -108,7 +108,7 @@ def _artifact_location(uri: str) -> str | None:
     return (db_path.resolve().parent / ARTIFACTS_DIR).as_uri()
 
 
-def _experiment_id(uri: str, experiment: str) -> str:
+def experiment_id_for(uri: str, experiment: str) -> str:
     """Get or create ``experiment``; tolerates a concurrent creator (two drivers, one store)."""
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
@@ -132,7 +132,7 @@ def start_run(uri: str, experiment: str, run_name: str | None, tags: dict[str, s
     the caller closes it with :func:`end_run`, passing FAILED/KILLED when training did not finish.
     """
     mlflow.set_tracking_uri(uri)
-    experiment_id = _experiment_id(uri, experiment)
+    experiment_id = experiment_id_for(uri, experiment)
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
     return run.info.run_id
 
