@@ -25,6 +25,7 @@ from tuneforge.models.base import prepare_base, tokenizer_dir
 from tuneforge.models.io import merge_adapter
 from tuneforge.models.method_traits import MERGEABLE_ADAPTERS, registrable, supports_packing
 from tuneforge.models.methods import check_method_available
+from tuneforge.modes.materialize import with_mode_sources
 from tuneforge.registry.lineage import lineage_tags
 from tuneforge.registry.promotion import promote
 from tuneforge.tracking import (
@@ -169,6 +170,7 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
     run_dir = Path(job.trainer.output_dir or home / "runs" / name).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(job, run_dir / "job.yaml")
+    job = with_mode_sources(job, run_dir / "modes")  # `modes:` compiled to JSONL train files (else unchanged)
 
     events.phase("validating data")
     plan = build_plan(job)
