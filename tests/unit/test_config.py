@@ -355,3 +355,14 @@ def test_mix_weights_are_all_or_none(tmp_path: Path) -> None:
 def test_unknown_template_and_policy_are_config_errors(minimal: Path) -> None:
     assert "vicuna" in str(load_error(minimal, ["data.template=vicuna"]))
     assert "on_bad_record" in str(load_error(minimal, ["data.on_bad_record=ignore"]))
+
+
+def test_mode_sources_resolve_relative_to_the_config_file(tmp_path: Path, monkeypatch) -> None:
+    """`modes[].from` paths work like train_files: a path next to the config is found from any cwd."""
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "src.txt").write_text("The cat sat.\n")
+    cfg = tmp_path / "cfg" / "job.yaml"
+    cfg.write_text("data:\n  modes:\n    - {mode: editor, from: [src.txt]}\n")
+    monkeypatch.chdir(tmp_path)
+    job = load_config(cfg)
+    assert job.data.modes[0].sources == [str(tmp_path / "cfg" / "src.txt")]

@@ -158,3 +158,33 @@ def test_ray_tasks_reparse_exactly_like_the_driver(tmp_path: Path) -> None:
     expected = [c.messages for sp in plan.sources for c in plan.conversations("train", sp.index)]
     rows = _rows(plan, "train", "train", seed=0, eval_fraction=0.0, on_bad="skip")
     assert [c.messages for c in rows] == expected
+
+
+def test_plan_keeps_digests_not_the_corpus(tmp_path: Path) -> None:
+    """The driver streams files: the plan it keeps is tiny next to the data it read."""
+    import pickle
+
+    body = "lorem ipsum dolor " * 60  # ~1 KB per record
+    recs = [{"messages": [{"role": "user", "content": f"{i} {body}"}, {"role": "assistant", "content": body}]}
+            for i in range(3000)]  # fmt: skip
+    path = _file(tmp_path, "big.jsonl", recs + recs[:10])
+    plan = plan_data([Spec(path)], [], eval_fraction=0.1, seed=0)
+    assert plan.sources[0].duplicates == 10
+    assert len(pickle.dumps(plan)) < Path(path).stat().st_size / 100
+    assert len(plan.conversations("train", 0)) == 3000  # re-streamed from the file on demand
+
+
+def test_near_dedup_drops_near_copies_only_when_asked(tmp_path: Path) -> None:
+    words = [f"w{i}" for i in range(60)]
+    para = " ".join(words)
+    near = " ".join(words[:30] + ["changed"] + words[31:])  # one word differs: 5-gram Jaccard ~0.85
+    other = " ".join(reversed(words))
+    recs = [{"messages": [{"role": "user", "content": "fix"}, {"role": "assistant", "content": t}]}
+            for t in (para, near, other)]  # fmt: skip
+    path = _file(tmp_path, "n.jsonl", recs)
+    exact = plan_data([Spec(path)], [], eval_fraction=0.0, seed=0)
+    assert (exact.sources[0].duplicates, exact.sources[0].near_duplicates) == (0, 0)
+    fuzzy = plan_data([Spec(path)], [], eval_fraction=0.0, seed=0, near_dedup=0.7)
+    assert fuzzy.sources[0].near_duplicates == 1 and fuzzy.drop == {("train", 0, 1)}
+    kept = [c.messages[1].content for c in fuzzy.conversations("train", 0)]
+    assert kept == [para, other]  # the first copy wins; the unrelated record stays

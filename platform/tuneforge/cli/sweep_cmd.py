@@ -30,19 +30,32 @@ def register_sweep_command(app: typer.Typer, fail, console) -> None:
             from tuneforge.tune.driver import run_sweep
 
             job, sweep_cfg = load_sweep(config, overrides or [])
-            summary = run_sweep(job, sweep_cfg, name=name or config.stem, resume=resume, verbose=verbose,
-                                events=TrainingProgress(console))
+            summary = run_sweep(
+                job,
+                sweep_cfg,
+                name=name or config.stem,
+                resume=resume,
+                verbose=verbose,
+                events=TrainingProgress(console),
+            )
         if summary.table:
             console.print(summary.table, highlight=False, soft_wrap=True)
         for t in summary.trials:
-            console.print(f"  trial {t['trial_id']}  {t['method']:<14} {t['status']:<14} "
-                          f"iterations {t['iterations']}  metric {t['metric']}", highlight=False)
+            console.print(
+                f"  trial {t['trial_id']}  {t['method']:<14} {t['status']:<14} "
+                f"iterations {t['iterations']}  metric {t['metric']}",
+                highlight=False,
+            )
         if summary.best:
-            console.print(f"best: trial {summary.best['trial_id']} ({summary.best['method']}) "
-                          f"metric {summary.best['metric']:.4f}", highlight=False)
+            console.print(
+                f"best: trial {summary.best['trial_id']} ({summary.best['method']}) "
+                f"metric {summary.best['metric']:.4f}",
+                highlight=False,
+            )
         if summary.version:
-            console.print(f"registered {summary.registered_model} v{summary.version} as 'challenger'",
-                          highlight=False)
+            console.print(
+                f"registered {summary.registered_model} v{summary.version} as 'challenger'", highlight=False
+            )
         console.print(f"sweep dir: {summary.sweep_dir}  plot: {summary.pareto_plot}", highlight=False)
         if as_json:
             release_ray()  # Ray's log monitor must not print after the JSON line

@@ -2,6 +2,9 @@
 
 Users see these errors on the command line, so a problem is reported as `file:line: dotted.field: what is
 wrong` (with a did-you-mean for typos) instead of a pydantic dump.
+
+The building blocks (``read_yaml``, ``apply_override``, ``validate``, ``explain``, ``line_of``, ...) are
+public so that other loaders (``tuneforge.tune.config`` for sweep files) report problems the same way.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ OVERRIDE_SOURCE = "<override>"
 KeyPath = tuple[str | int, ...]  # a location in the config: mapping keys and list indices
 
 _REMOTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_GENERIC_MESSAGES = {
+GENERIC_MESSAGES: dict[str, str] = {
     "missing": "required key is missing",
     "model_type": "expected a mapping of keys",
     "model_attributes_type": "expected a mapping of keys",
     "dict_type": "expected a mapping of keys",
 }
+"""Pydantic error types whose own message would confuse a YAML user -> the message to show instead."""
 
 
 class ConfigError(ValueError):
@@ -55,11 +59,11 @@ class ConfigError(ValueError):
         return ": ".join(part for part in (where, self.field, self.message) if part)
 
 
-class _Loader(yaml.SafeLoader):
+class Loader(yaml.SafeLoader):
     """SafeLoader that also reads `3e-4` and `1e5` as floats (YAML 1.1 wants a dot and a signed exponent)."""
 
 
-_Loader.add_implicit_resolver(
+Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
@@ -69,16 +73,16 @@ _Loader.add_implicit_resolver(
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> JobConfig:
     """Read a YAML job spec, apply `dotted.key=value` overrides, validate, and make local paths absolute."""
     config_path = Path(path)
-    raw, lines = _read_yaml(config_path)
-    overridden = [_apply_override(raw, text) for text in overrides]
-    cfg = _validate(raw, source=str(path), lines=lines, overridden=overridden)
-    _resolve_paths(cfg, config_path.parent)
+    raw, lines = read_yaml(config_path)
+    overridden = [apply_override(raw, text) for text in overrides]
+    cfg = validate(raw, source=str(path), lines=lines, overridden=overridden)
+    resolve_paths(cfg, config_path.parent)
     return cfg
 
 
 def config_from_dict(data: dict[str, Any]) -> JobConfig:
     """Re-validate a config that travelled as plain data (e.g. to Ray workers)."""
-    return _validate(data, source=None, lines={}, overridden=[])
+    return validate(data, source=None, lines={}, overridden=[])
 
 
 def save_config(cfg: JobConfig, path: Path) -> None:
@@ -114,7 +118,7 @@ def _walk_descriptions(model: type[BaseModel], prefix: str) -> Iterator[tuple[st
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         yield key, field.description or ""
-        members = _tagged_members(field)
+        members = tagged_members(field)
         if members:
             yield f"{key}.{field.discriminator}", "One of: " + ", ".join(members) + "."
             for member in members.values():
@@ -125,7 +129,7 @@ def _walk_descriptions(model: type[BaseModel], prefix: str) -> Iterator[tuple[st
             yield from _walk_descriptions(item, f"{key}[].")
 
 
-def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+def read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
     """Parse the file into plain data plus the 1-based line of every key and list item in it."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -133,7 +137,7 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
         raise ConfigError("config file not found", file=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file: {exc}", file=str(path)) from None
-    loader = _Loader(text)
+    loader = Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -166,7 +170,7 @@ def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> 
             _record_lines(item, (*path, index), lines)
 
 
-def _apply_override(raw: dict[str, Any], text: str) -> KeyPath:
+def apply_override(raw: dict[str, Any], text: str) -> KeyPath:
     """Set one `dotted.key=value` in the raw data (value parsed as YAML) and return the key's path."""
     key, sep, value_text = text.partition("=")
     path = tuple(part.strip() for part in key.split("."))
@@ -174,7 +178,7 @@ def _apply_override(raw: dict[str, Any], text: str) -> KeyPath:
         raise ConfigError(f"expected dotted.key=value, got {text!r}", file=OVERRIDE_SOURCE)
     field = ".".join(path)
     try:
-        value = yaml.load(value_text, Loader=_Loader)
+        value = yaml.load(value_text, Loader=Loader)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(
@@ -202,7 +206,7 @@ def _apply_override(raw: dict[str, Any], text: str) -> KeyPath:
 def _new_section(path: KeyPath) -> dict[str, Any]:
     """A section an override creates starts with the default method's name, so `method.r=4` targets it."""
     field = JobConfig.model_fields.get(str(path[0])) if len(path) == 1 else None
-    if field is None or not _tagged_members(field):
+    if field is None or not tagged_members(field):
         return {}
     discriminator = str(field.discriminator)
     return {discriminator: getattr(field.get_default(call_default_factory=True), discriminator)}
@@ -214,41 +218,41 @@ def _drop_keys_of_previous_variant(raw: dict[str, Any], path: KeyPath, new_tag: 
     section = raw.get(str(path[0]))
     if field is None or path[1] != field.discriminator or not isinstance(section, dict):
         return
-    members = _tagged_members(field)
+    members = tagged_members(field)
     if new_tag in members and section.get(path[1]) != new_tag:
         for key in [key for key in section if key not in members[new_tag].model_fields]:
             del section[key]
 
 
-def _validate(
+def validate(
     raw: Any, *, source: str | None, lines: dict[KeyPath, int], overridden: list[KeyPath]
 ) -> JobConfig:
     """Validate raw data; on failure raise a ConfigError for the first problem, in the file or an override."""
     try:
         return JobConfig.model_validate(raw)
     except ValidationError as exc:
-        explained = [_explain(error) for error in exc.errors(include_url=False)]
+        explained = [explain(error) for error in exc.errors(include_url=False)]
         path, message = explained[0]
         others = len({other_path for other_path, _ in explained} - {path})
         if others:
             message += f" (and {others} more problem{'s' if others > 1 else ''})"
-        from_override = any(_overlaps(path, key) for key in overridden)
+        from_override = any(overlaps(path, key) for key in overridden)
         file = OVERRIDE_SOURCE if from_override else source
-        line = None if from_override else _line_of(path, lines)
-        raise ConfigError(message, file=file, line=line, field=_dotted(path) or None) from exc
+        line = None if from_override else line_of(path, lines)
+        raise ConfigError(message, file=file, line=line, field=dotted(path) or None) from exc
 
 
-def _explain(error: ErrorDetails) -> tuple[KeyPath, str]:
+def explain(error: ErrorDetails) -> tuple[KeyPath, str]:
     """Turn one pydantic error into (config path, human message)."""
     path, owner, variant = _locate(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden" and owner is not None:
         # `method.r` is only unknown to the chosen method, so name it.
         scope = f" for {path[-2]} {variant!r}" if variant is not None else ""
-        return path, _unknown_key_message(str(path[-1]), list(owner.model_fields), scope)
+        return path, unknown_key_message(str(path[-1]), list(owner.model_fields), scope)
     if kind in ("union_tag_invalid", "union_tag_not_found") and owner is not None:
         field = owner.model_fields[str(path[-1])]
-        tags = list(_tagged_members(field))
+        tags = list(tagged_members(field))
         path = (*path, str(field.discriminator))
         if kind == "union_tag_not_found":
             return path, f"required key is missing; expected one of: {', '.join(tags)}"
@@ -258,14 +262,14 @@ def _explain(error: ErrorDetails) -> tuple[KeyPath, str]:
         return path, f"unknown {path[-2]} {tag!r}; {hint}expected one of: {', '.join(tags)}"
     if kind == "value_error":
         return path, str(error["ctx"]["error"])
-    message = _GENERIC_MESSAGES.get(kind) or error["msg"][:1].lower() + error["msg"][1:]
+    message = GENERIC_MESSAGES.get(kind) or error["msg"][:1].lower() + error["msg"][1:]
     value = error.get("input")
     if kind != "missing" and not isinstance(value, dict | list):
         message += f" (got {value!r})"
     return path, message
 
 
-def _unknown_key_message(key: str, allowed: list[str], scope: str) -> str:
+def unknown_key_message(key: str, allowed: list[str], scope: str) -> str:
     """Suggest the closest valid key for a typo, or list the valid keys."""
     close = difflib.get_close_matches(key, allowed, n=1)
     if close:
@@ -294,7 +298,7 @@ def _locate(loc: tuple[str | int, ...]) -> tuple[KeyPath, type[BaseModel] | None
             if field is None:
                 break
             annotation, tag = field.annotation, None
-            members = _tagged_members(field)
+            members = tagged_members(field)
             if members and segments and segments[0] in members:
                 tag = str(segments.pop(0))
                 annotation = members[tag]
@@ -307,7 +311,7 @@ def _locate(loc: tuple[str | int, ...]) -> tuple[KeyPath, type[BaseModel] | None
     return tuple(path), owner, variant
 
 
-def _tagged_members(field: FieldInfo) -> dict[str, type[BaseModel]]:
+def tagged_members(field: FieldInfo) -> dict[str, type[BaseModel]]:
     """Members of a discriminated-union field keyed by their tag (`{"full": FullMethod, ...}`); else {}."""
     discriminator = field.discriminator
     if not isinstance(discriminator, str):
@@ -323,13 +327,13 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def _overlaps(path: KeyPath, key: KeyPath) -> bool:
+def overlaps(path: KeyPath, key: KeyPath) -> bool:
     """True when an error at `path` concerns data set by override `key` (one contains the other)."""
     shorter = min(len(path), len(key))
     return path[:shorter] == key[:shorter]
 
 
-def _line_of(path: KeyPath, lines: dict[KeyPath, int]) -> int | None:
+def line_of(path: KeyPath, lines: dict[KeyPath, int]) -> int | None:
     """Line of the deepest part of `path` present in the file (a missing key points at its section)."""
     for depth in range(len(path), 0, -1):
         if path[:depth] in lines:
@@ -337,7 +341,7 @@ def _line_of(path: KeyPath, lines: dict[KeyPath, int]) -> int | None:
     return None
 
 
-def _dotted(path: KeyPath) -> str:
+def dotted(path: KeyPath) -> str:
     """Render ('data', 'train_files', 0, 'path') as `data.train_files[0].path`."""
     text = ""
     for part in path:
@@ -345,10 +349,12 @@ def _dotted(path: KeyPath) -> str:
     return text
 
 
-def _resolve_paths(cfg: JobConfig, config_dir: Path) -> None:
-    """Make local data/model/tokenizer paths absolute, so workers with another cwd see the same files."""
+def resolve_paths(cfg: JobConfig, config_dir: Path) -> None:
+    """Make local paths absolute (data files, ``modes[].from``, model, tokenizer) for workers elsewhere."""
     for spec in (*cfg.data.train_files, *cfg.data.eval_files):
         spec.path = _resolve_path(spec.path, config_dir)
+    for mode in cfg.data.modes:
+        mode.sources = [_resolve_path(src, config_dir) for src in mode.sources]
     if cfg.model.name_or_path is not None:
         cfg.model.name_or_path = _resolve_path(cfg.model.name_or_path, config_dir)
     if cfg.model.tokenizer is not None:

@@ -215,8 +215,23 @@ class DataConfig(_Section):
     dedup: bool = Field(
         True, description="Drop exact duplicate records (same content hash) across all files."
     )
+    near_dedup: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Also drop near-duplicates: records whose word 5-grams overlap an earlier record's "
+        "at this Jaccard similarity or more (MinHash LSH), e.g. 0.85; off when unset.",
+    )
     max_records: int | None = Field(
         None, ge=1, description="Use at most this many train records (for quick runs)."
+    )
+    cache: bool = Field(
+        True, description="Reuse tokenized data from an earlier run with the same inputs and settings."
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Where tokenized data is cached (default <TUNEFORGE_HOME>/cache/tokenized); on a "
+        "cluster, a path every node can read.",
     )
 
     @field_validator("train_files", "eval_files", mode="before")

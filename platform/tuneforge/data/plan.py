@@ -1,25 +1,33 @@
-"""The driver-side data plan: parse every input once, dedup, split, and fix the mixing factors.
+"""The driver-side data plan: stream every input once, dedup, split, and fix the mixing factors.
 
-The driver parses every file anyway (bad input must fail before any cluster work), so exact-
-duplicate removal happens here: a record whose content hash was already seen (earlier in the same
-file, in an earlier file, or in an eval file) is dropped, and its ``(split, source, ordinal)`` key
-goes into ``DataPlan.drop``. That set (usually small) ships to the Ray Data tasks, which re-parse
+The driver reads every file anyway (bad input must fail before any cluster work), but it never holds
+the corpus: each file is streamed record by record (``readers.RecordStream``) and only a 16-byte
+digest of each record's content hash is kept, in a set for exact dedup (plus, with
+``near_dedup``, one MinHash per record). A record whose content was already seen (earlier in the
+same file, in an earlier file, or in an eval file) is dropped, and its ``(split, source, ordinal)``
+key goes into ``DataPlan.drop``. That set (usually small) ships to the Ray Data tasks, which re-parse
 the files with the same pure functions and skip those keys; no shuffle or ``groupby`` is needed, and
 the first occurrence always wins. The same pass counts per-source records, skipped bad records,
 duplicates, the train/eval split and the exact size of the weighted train mix, and hashes every
 input file (sha256) so the run can log precisely what it trained on.
+
+Memory on the driver is O(records) small digests, not O(corpus bytes): about 100 bytes per record
+(10M records ~ 1 GB), and one file's bytes at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from tuneforge.data.errors import DataError
+from tuneforge.data.files import sha256_hex
+from tuneforge.data.formats import FormatSpec
 from tuneforge.data.ir import Conversation
 from tuneforge.data.mixing import mix_factors, repeat_count
-from tuneforge.data.readers import ParsedFile, ProblemLog, read_source
-from tuneforge.data.split import is_eval
+from tuneforge.data.readers import ProblemLog, RecordStream, open_source
+from tuneforge.data.split import is_eval_hash
 
 
 class SourceSpec(Protocol):
@@ -42,9 +50,13 @@ class SourcePlan:
     format: str
     sha256: str
     weight: float | None
+    #: what the file was parsed with ("auto", a format name, or a registry FormatSpec)
+    fmt_arg: str | FormatSpec = "auto"
+    on_bad: str = "error"
     records: int = 0
     skipped: int = 0
     duplicates: int = 0
+    near_duplicates: int = 0
     train_records: int = 0
     eval_records: int = 0
     factor: float = 1.0
@@ -52,7 +64,15 @@ class SourcePlan:
     share: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["fmt_arg"] = asdict(self.fmt_arg) if isinstance(self.fmt_arg, FormatSpec) else self.fmt_arg
+        return out
+
+    def stream(self) -> RecordStream:
+        """Re-open the file: yields exactly the records the plan counted (same bytes, same format)."""
+        fmt = "auto" if isinstance(self.fmt_arg, FormatSpec) else self.fmt_arg  # registry: re-resolved
+        stream, _, _ = open_source(self.source, fmt, on_bad=self.on_bad)
+        return stream
 
 
 @dataclass
@@ -62,12 +82,19 @@ class DataPlan:
     sources: list[SourcePlan]
     drop: set[tuple[str, int, int]] = field(default_factory=set)
     problems: ProblemLog = field(default_factory=ProblemLog)
-    parsed: dict[tuple[str, int], ParsedFile] = field(default_factory=dict, repr=False)
+
+    def source(self, split: str, index: int) -> SourcePlan:
+        return next(s for s in self.sources if s.split == split and s.index == index)
+
+    def iter_conversations(self, split: str, index: int) -> Iterator[Conversation]:
+        """The kept (deduplicated) records of one source, in file order, streamed from the file."""
+        for ordinal, conv in enumerate(self.source(split, index).stream()):
+            if (split, index, ordinal) not in self.drop:
+                yield conv
 
     def conversations(self, split: str, index: int) -> list[Conversation]:
-        """The kept (deduplicated) records of one source, in file order."""
-        convs = self.parsed[(split, index)].conversations
-        return [c for i, c in enumerate(convs) if (split, index, i) not in self.drop]
+        """``iter_conversations`` as a list (small inputs and tests)."""
+        return list(self.iter_conversations(split, index))
 
     def summary(self) -> dict[str, Any]:
         """The JSON the run logs as an artifact: per-source numbers and the skipped-record report."""
@@ -78,9 +105,14 @@ def keep_record(
     conv: Conversation, split: str, eval_fraction: float, seed: int, has_eval_files: bool
 ) -> str | None:
     """Which split a kept record of a ``train_files`` source feeds ("train"/"eval"), by content hash."""
+    return side_of(conv.content_hash(), split, eval_fraction, seed, has_eval_files)
+
+
+def side_of(content_hash: str, split: str, eval_fraction: float, seed: int, has_eval_files: bool) -> str:
+    """``keep_record`` from a content hash alone (what the plan keeps of each record)."""
     if split == "eval" or has_eval_files:
         return split
-    return "eval" if is_eval(conv, eval_fraction, seed) else "train"
+    return "eval" if is_eval_hash(content_hash, eval_fraction, seed) else "train"
 
 
 def plan_data(
@@ -91,49 +123,67 @@ def plan_data(
     seed: int,
     dedup: bool = True,
     on_bad: str = "error",
+    near_dedup: float | None = None,
 ) -> DataPlan:
-    """Parse, dedup (eval files first, so a train copy of an eval record is the one dropped), split, mix."""
+    """Stream, dedup (eval files first, so a train copy of an eval record is the one dropped), split, mix.
+
+    ``near_dedup`` (a Jaccard threshold such as 0.85) also drops records whose word 5-grams
+    overlap an earlier record's that much (MinHash LSH); exact dedup must be on for it.
+    """
     plan = DataPlan(sources=[])
-    seen: set[str] = set()
+    seen: set[bytes] = set()
+    near = None
+    if dedup and near_dedup:
+        from tuneforge.data.near_dedup import NearDuplicateIndex  # datasketch: imported only when asked
+
+        near = NearDuplicateIndex(threshold=near_dedup)
     ordered = [("eval", i, s) for i, s in enumerate(eval_files)] + [
         ("train", i, s) for i, s in enumerate(train_files)
     ]
     by_key: dict[tuple[str, int], SourcePlan] = {}
+    train_hashes: dict[int, list[str]] = {}
+    has_eval = bool(eval_files)
     for split, index, spec in ordered:
-        parsed = read_source(spec.path, spec.format, getattr(spec, "name", None), on_bad=on_bad)
-        plan.parsed[(split, index)] = parsed
-        plan.problems.merge(parsed.problems)
-        sp = SourcePlan(split, index, parsed.source, parsed.path, parsed.format, parsed.sha256, spec.weight)
-        sp.records, sp.skipped = len(parsed.conversations), parsed.problems.total
-        if not parsed.conversations:
-            raise DataError(
-                f"no usable records: all {sp.skipped} were skipped as bad (first: "
-                f"{parsed.problems.errors[0] if parsed.problems.errors else 'none'})",
-                parsed.source,
-                kind="empty_file",
-            )
-        for ordinal, conv in enumerate(parsed.conversations):
+        stream, display, fmt_arg = open_source(
+            spec.path, spec.format, getattr(spec, "name", None), on_bad=on_bad
+        )
+        sp = SourcePlan(split, index, display, stream.source, "unknown", "", spec.weight, fmt_arg, on_bad)
+        kept: list[str] = []
+        for ordinal, conv in enumerate(stream):
+            sp.records += 1
             digest = conv.content_hash()
-            if dedup and digest in seen:
+            key = bytes.fromhex(digest)[:16]
+            if dedup and key in seen:
                 plan.drop.add((split, index, ordinal))
                 sp.duplicates += 1
                 continue
-            seen.add(digest)
-            side = keep_record(conv, split, eval_fraction, seed, bool(eval_files))
-            if side == "train":
+            if near is not None and near.seen_or_add(f"{split}:{index}:{ordinal}", conv) is not None:
+                plan.drop.add((split, index, ordinal))
+                sp.near_duplicates += 1
+                continue
+            seen.add(key)
+            if side_of(digest, split, eval_fraction, seed, has_eval) == "train":
                 sp.train_records += 1
+                kept.append(digest)
             else:
                 sp.eval_records += 1
+        sp.format, sp.sha256, sp.skipped = stream.format, sha256_hex(stream.data), stream.problems.total
+        plan.problems.merge(stream.problems)
+        if sp.records == 0:
+            raise DataError(
+                f"no usable records: all {sp.skipped} were skipped as bad (first: "
+                f"{stream.problems.errors[0] if stream.problems.errors else 'none'})",
+                display,
+                kind="empty_file",
+            )
+        if split == "train":
+            train_hashes[index] = kept
         by_key[(split, index)] = sp
     train_sources = [by_key[("train", i)] for i in range(len(train_files))]
     factors = mix_factors([s.train_records for s in train_sources], [s.weight for s in train_sources])
     for sp, factor in zip(train_sources, factors, strict=True):
         sp.factor = factor
-        sp.mixed_records = sum(
-            repeat_count(c.content_hash(), sp.index, factor, seed)
-            for c in plan.conversations("train", sp.index)
-            if keep_record(c, "train", eval_fraction, seed, bool(eval_files)) == "train"
-        )
+        sp.mixed_records = sum(repeat_count(h, sp.index, factor, seed) for h in train_hashes[sp.index])
     total = sum(s.mixed_records for s in train_sources) or 1
     for sp in train_sources:
         sp.share = sp.mixed_records / total

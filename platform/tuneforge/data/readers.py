@@ -94,6 +94,70 @@ def _check_policy(on_bad: str) -> None:
         )
 
 
+class RecordStream:
+    """Iterate one file's good records without holding them all; format and problems fill in as it goes.
+
+    The driver's plan scans files with this (keeping only content hashes), and ``parse_bytes`` is
+    ``list(stream)``: one code path decides what a record is, so a re-parse in a Ray task keeps
+    exactly the records the driver counted.
+    """
+
+    def __init__(
+        self,
+        data: bytes,
+        source: str,
+        fmt: str | FormatSpec = "auto",
+        *,
+        on_bad: str = "error",
+        max_errors: int = 50,
+    ) -> None:
+        _check_policy(on_bad)
+        self.data, self.source, self.fmt, self.on_bad = data, source, fmt, on_bad
+        self.explicit = not isinstance(fmt, FormatSpec) and fmt != "auto"
+        if not isinstance(fmt, FormatSpec):
+            _check_fmt(fmt)
+        self.spec: FormatSpec | None = (
+            fmt if isinstance(fmt, FormatSpec) else (FormatSpec(fmt) if self.explicit else None)
+        )
+        self.problems = ProblemLog(max_errors=max_errors)
+        self.seen = 0
+
+    @property
+    def format(self) -> str:
+        return self.spec.name if self.spec is not None else "unknown"
+
+    def __iter__(self) -> Iterator[Conversation]:
+        source = self.source
+        for line, item in iter_items(self.data, source):
+            self.seen += 1
+            try:
+                if isinstance(item, DataError):
+                    raise item
+                if self.spec is None:
+                    self.spec = FormatSpec(detect_format(item, source=source, line=line))
+                elif (
+                    not self.explicit
+                    and not self.spec.columns
+                    and (found := detect_format(item, source=source, line=line)) != self.spec.name
+                ):
+                    raise DataError(
+                        f"record is in {found!r} format but the file's first record is {self.spec.name!r}; "
+                        "one file must hold one format",
+                        source,
+                        line,
+                        kind="format_mismatch",
+                    )
+                conv = record_to_ir(item, self.spec, source, line, explicit=self.explicit)
+            except DataError as err:
+                if self.on_bad == "error":
+                    raise
+                self.problems.add(err)
+                continue
+            yield conv
+        if self.seen == 0:
+            raise DataError("file is empty: no records", source, kind="empty_file")
+
+
 def parse_bytes(
     data: bytes,
     source: str,
@@ -103,42 +167,33 @@ def parse_bytes(
     max_errors: int = 50,
 ) -> ParsedFile:
     """Parse one file's bytes; ``source`` is its path (the extension picks the file type)."""
-    _check_policy(on_bad)
-    explicit = not isinstance(fmt, FormatSpec) and fmt != "auto"
-    if not isinstance(fmt, FormatSpec):
-        _check_fmt(fmt)
-    spec: FormatSpec | None = fmt if isinstance(fmt, FormatSpec) else (FormatSpec(fmt) if explicit else None)
-    problems = ProblemLog(max_errors=max_errors)
-    convs: list[Conversation] = []
-    seen = 0
-    for line, item in iter_items(data, source):
-        seen += 1
-        try:
-            if isinstance(item, DataError):
-                raise item
-            if spec is None:
-                spec = FormatSpec(detect_format(item, source=source, line=line))
-            elif (
-                not explicit
-                and not spec.columns
-                and (found := detect_format(item, source=source, line=line)) != spec.name
-            ):
-                raise DataError(
-                    f"record is in {found!r} format but the file's first record is {spec.name!r}; "
-                    "one file must hold one format",
-                    source,
-                    line,
-                    kind="format_mismatch",
-                )
-            convs.append(record_to_ir(item, spec, source, line, explicit=explicit))
-        except DataError as err:
-            if on_bad == "error":
-                raise
-            problems.add(err)
-    if seen == 0:
-        raise DataError("file is empty: no records", source, kind="empty_file")
-    name = spec.name if spec is not None else "unknown"
-    return ParsedFile(source, source, name, sha256_hex(data), convs, problems, seen, spec, fmt)
+    stream = RecordStream(data, source, fmt, on_bad=on_bad, max_errors=max_errors)
+    convs = list(stream)
+    return ParsedFile(
+        source, source, stream.format, sha256_hex(data), convs, stream.problems, stream.seen, stream.spec, fmt
+    )
+
+
+def open_source(
+    path: str | Path,
+    fmt: str = "auto",
+    name: str | None = None,
+    *,
+    on_bad: str = "error",
+    max_errors: int = 50,
+) -> tuple[RecordStream, str, str | FormatSpec]:
+    """A config input (file, URL or registry entry) as a ``RecordStream``, its display name and format arg.
+
+    The format argument is what a Ray task must re-parse the file with to get the same records.
+    """
+    ref = str(path)
+    path_str, name = split_ref(ref, name)
+    spec: str | FormatSpec = fmt
+    data_path = path_str
+    if is_registry(path_str):
+        data_path, spec = resolve(path_str, name)
+    stream = RecordStream(read_bytes(data_path), data_path, spec, on_bad=on_bad, max_errors=max_errors)
+    return stream, (f"{path_str}#{name}" if is_registry(path_str) else ref), spec
 
 
 def read_source(
@@ -150,15 +205,12 @@ def read_source(
     max_errors: int = 50,
 ) -> ParsedFile:
     """Read one input as named in a config: a file, a URL, or a registry entry (``name`` / ``#name``)."""
-    ref = str(path)
-    path_str, name = split_ref(ref, name)
-    spec: str | FormatSpec = fmt
-    data_path = path_str
-    if is_registry(path_str):
-        data_path, spec = resolve(path_str, name)
-    parsed = parse_bytes(read_bytes(data_path), data_path, spec, on_bad=on_bad, max_errors=max_errors)
-    parsed.source = f"{path_str}#{name}" if is_registry(path_str) else ref
-    return parsed
+    stream, source, spec = open_source(path, fmt, name, on_bad=on_bad, max_errors=max_errors)
+    convs = list(stream)
+    return ParsedFile(
+        source, stream.source, stream.format, sha256_hex(stream.data), convs, stream.problems,
+        stream.seen, stream.spec, spec,
+    )  # fmt: skip
 
 
 def iter_raw_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -18,7 +18,12 @@ def is_eval(conv: Conversation, eval_fraction: float, seed: int) -> bool:
     ``sha256(f"{seed}:{content_hash}")`` read as a number in [0, 1) is uniform, so the share is right
     in expectation, and a different seed draws an independent split.
     """
+    return is_eval_hash(conv.content_hash(), eval_fraction, seed)
+
+
+def is_eval_hash(content_hash: str, eval_fraction: float, seed: int) -> bool:
+    """``is_eval`` from a record's content hash (the driver's plan keeps only hashes)."""
     if not 0.0 <= eval_fraction <= 1.0:
         raise ValueError(f"eval_fraction must be in [0, 1], got {eval_fraction}")
-    digest = hashlib.sha256(f"{seed}:{conv.content_hash()}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()
     return int(digest, 16) / 2**256 < eval_fraction

@@ -9,13 +9,26 @@ the same functions, drops the planned duplicates, keeps its split, repeats/subsa
 by the deterministic ``repeat_count``, tokenizes and packs. ``PreparedData.report`` carries the
 per-source numbers (records, duplicates, skipped, shares, sha256) and the skipped-record report for
 the driver to log to MLflow.
+
+Tokenized output is cached: ``cache_key`` hashes everything that decides the token rows (every input
+file's sha256 and format, the plan's dedup/split/mix settings, the tokenizer files, template,
+max_seq_len, packing and loss-mask options, and this pipeline's version), the pipeline *writes*
+Parquet under ``<cache_dir>/<key>/`` (streaming: blocks go from the tokenize tasks to files without
+ever being gathered in one place), and a rerun or a sweep with the same key reads those files
+instead of tokenizing again. A cache entry is published by an atomic rename after its manifest is
+written, so a crash mid-write leaves no half entry behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import uuid
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache, partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,10 +41,13 @@ from tuneforge.data.files import read_bytes
 from tuneforge.data.mixing import repeat_count
 from tuneforge.data.plan import DataPlan, keep_record, plan_data
 from tuneforge.models.tokenizer import load_tokenizer
+from tuneforge.tracking.store import tuneforge_home
 
 MODEL_COLUMNS_PACKED = ["input_ids", "labels", "position_ids"]
 MODEL_COLUMNS_PADDED = ["input_ids", "labels", "position_ids", "attention_mask"]
 _COUNTERS = ("n_docs", "n_dropped", "n_truncated", "n_too_long", "n_chunked")
+#: bump when the rows this pipeline writes change for the same inputs (invalidates every cache entry)
+PIPELINE_VERSION = 1
 
 
 @dataclass
@@ -46,6 +62,8 @@ class PreparedData:
     eval: ray.data.Dataset
     stats: dict[str, Any]
     report: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None
+    cache_hit: bool = False
 
 
 def source_rows(
@@ -88,7 +106,7 @@ def source_items(plan: DataPlan, group: str) -> list[dict[str, Any]]:
     for sp in plan.sources:
         if sp.split != group:
             continue
-        fmt_arg = plan.parsed[(sp.split, sp.index)].fmt_arg
+        fmt_arg = sp.fmt_arg
         fmt = json.dumps(asdict(fmt_arg) if isinstance(fmt_arg, FormatSpec) else fmt_arg)
         items.append({"split": sp.split, "index": sp.index, "path": sp.path, "source": sp.source, "fmt": fmt})
     return items
@@ -189,26 +207,7 @@ def _tokenized(ds: ray.data.Dataset, job: JobConfig, tokenizer_dir: str) -> ray.
             "last_turn_only": d.last_turn_only,
             "truncation": d.truncation,
         },
-    ).materialize()
-
-
-def _stats(ds: ray.data.Dataset, prefix: str, max_seq_len: int) -> dict[str, float]:
-    rows = ds.count()
-    if rows == 0:
-        return {f"{prefix}_blocks": 0}
-    real = int(ds.sum("n_real"))
-    stats: dict[str, float] = {f"{prefix}_blocks": int(rows)}
-    for name, column in (
-        ("records", "n_docs"),
-        ("dropped", "n_dropped"),
-        ("truncated", "n_truncated"),
-        ("too_long_dropped", "n_too_long"),
-        ("chunked", "n_chunked"),
-    ):
-        stats[f"{prefix}_{name}"] = int(ds.sum(column))
-    stats[f"{prefix}_tokens"] = real
-    stats[f"{prefix}_padding_share"] = float(1.0 - real / (rows * max_seq_len))
-    return stats
+    )
 
 
 def plan_stats(plan: DataPlan) -> dict[str, Any]:
@@ -216,13 +215,15 @@ def plan_stats(plan: DataPlan) -> dict[str, Any]:
     sources = {
         f"{sp.split}{sp.index}": {
             "path": sp.source, "format": sp.format, "sha256": sp.sha256, "records": sp.records,
-            "duplicates": sp.duplicates, "skipped": sp.skipped, "weight": sp.weight,
+            "duplicates": sp.duplicates, "near_duplicates": sp.near_duplicates, "skipped": sp.skipped,
+            "weight": sp.weight,
             "share": round(sp.share, 6), "mixed_records": sp.mixed_records,
         }
         for sp in plan.sources
     }  # fmt: skip
     return {
         "duplicates_removed": sum(sp.duplicates for sp in plan.sources),
+        "near_duplicates_removed": sum(sp.near_duplicates for sp in plan.sources),
         "skipped_records": plan.problems.total,
         "sources": sources,
     }
@@ -238,28 +239,127 @@ def build_plan(job: JobConfig) -> DataPlan:
         seed=job.trainer.seed,
         dedup=d.dedup,
         on_bad=d.on_bad_record,
+        near_dedup=d.near_dedup,
     )
 
 
-def build_datasets(job: JobConfig, tokenizer_dir: str, plan: DataPlan | None = None) -> PreparedData:
-    """Read, dedup, split, mix, tokenize and block the job's data with Ray Data; materialise both splits.
+def tokenizer_fingerprint(tokenizer_dir: str) -> str:
+    """sha256 over the tokenizer's files: a retrained or edited tokenizer gets new cache entries."""
+    h = hashlib.sha256()
+    for path in sorted(Path(tokenizer_dir).glob("*")):
+        if path.is_file() and (
+            path.name.startswith(("tokenizer", "special_tokens")) or path.suffix == ".model"
+        ):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
 
-    Materialising once means training workers never wait on tokenization and later sweeps can
-    share the result; the split is by content hash, so it does not depend on file order.
+
+def cache_key(job: JobConfig, plan: DataPlan, tokenizer_dir: str) -> str:
+    """Content hash of everything that decides the tokenized rows of this job."""
+    d, t = job.data, job.trainer
+    parts = {
+        "version": PIPELINE_VERSION,
+        "sources": [
+            [sp.split, sp.index, sp.sha256, sp.to_dict()["fmt_arg"], sp.weight, sp.factor]
+            for sp in plan.sources
+        ],
+        "plan": [d.dedup, d.near_dedup, d.eval_fraction, t.seed, d.on_bad_record, d.max_records],
+        "drop": hashlib.sha256(repr(sorted(plan.drop)).encode()).hexdigest(),
+        "tokenizer": tokenizer_fingerprint(tokenizer_dir),
+        "encode": [d.template, t.max_seq_len, d.packing, d.train_on_prompt, d.last_turn_only, d.truncation],
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def cache_root(job: JobConfig) -> Path:
+    """``data.cache_dir`` or ``<tuneforge home>/cache/tokenized``."""
+    return Path(job.data.cache_dir) if job.data.cache_dir else tuneforge_home() / "cache" / "tokenized"
+
+
+def _aggregate_stats(ds: ray.data.Dataset, prefix: str, max_seq_len: int) -> dict[str, float]:
+    """Block and token counts of one written split, summed by Ray Data (one streaming pass)."""
+    from ray.data.aggregate import Count, Sum
+
+    columns = ("n_real", *_COUNTERS)
+    agg = ds.aggregate(Count(), *(Sum(c) for c in columns))
+    rows = int(agg.get("count()") or 0)
+    if rows == 0:
+        return {f"{prefix}_blocks": 0}
+    total = {c: int(agg.get(f"sum({c})") or 0) for c in columns}
+    stats: dict[str, float] = {f"{prefix}_blocks": rows}
+    names = ("records", "dropped", "truncated", "too_long_dropped", "chunked")
+    for name, column in zip(names, _COUNTERS, strict=True):
+        stats[f"{prefix}_{name}"] = total[column]
+    stats[f"{prefix}_tokens"] = total["n_real"]
+    stats[f"{prefix}_padding_share"] = float(1.0 - total["n_real"] / (rows * max_seq_len))
+    return stats
+
+
+def _write_entry(job: JobConfig, plan: DataPlan, tokenizer_dir: str, entry: Path) -> dict[str, Any]:
+    """Tokenize both splits straight into Parquet under a temp dir, then publish it atomically."""
+    d = job.data
+    tmp = entry.parent / f".{entry.name}.{uuid.uuid4().hex[:8]}.tmp"
+    train_raw = _split_dataset(plan, job, "train")
+    if d.max_records:
+        train_raw = train_raw.limit(d.max_records)
+    splits = {"train": train_raw, "eval": _split_dataset(plan, job, "eval")}
+    stats: dict[str, Any] = {}
+    ctx = ray.data.DataContext.get_current()
+    keep_order = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True  # file names follow block order: reruns read the same rows
+    try:
+        for name, raw in splits.items():
+            _tokenized(raw, job, tokenizer_dir).write_parquet(str(tmp / name))
+            (tmp / name).mkdir(parents=True, exist_ok=True)  # an empty split writes no file
+            stats.update(_aggregate_stats(_read_split(tmp / name), name, job.trainer.max_seq_len))
+    finally:
+        ctx.execution_options.preserve_order = keep_order
+    manifest = {"key": entry.name, "stats": stats, "version": PIPELINE_VERSION}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    try:
+        os.replace(tmp, entry)  # atomic publish; a concurrent writer of the same key may win the race
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return json.loads((entry / "manifest.json").read_text())
+
+
+def _read_split(path: Path) -> ray.data.Dataset:
+    files = sorted(str(f) for f in path.glob("*.parquet"))
+    if not files:
+        return ray.data.from_items([])
+    return ray.data.read_parquet(files, override_num_blocks=max(1, len(files)))
+
+
+def build_datasets(
+    job: JobConfig, tokenizer_dir: str, plan: DataPlan | None = None, *, materialize: bool = False
+) -> PreparedData:
+    """Read, dedup, split, mix, tokenize and block the job's data with Ray Data, through the cache.
+
+    The returned datasets stream from the cache's Parquet files (``materialize=True`` pins them in
+    the object store, which a sweep needs: its trials must not launch Ray Data tasks themselves).
+    The split is by content hash, so it does not depend on file order.
     """
     d = job.data
     plan = plan or build_plan(job)
-    train_raw = _split_dataset(plan, job, "train")
-    eval_raw = _split_dataset(plan, job, "eval")
-    if d.max_records:
-        train_raw = train_raw.limit(d.max_records)
-    train = _tokenized(train_raw, job, tokenizer_dir)
-    evald = _tokenized(eval_raw, job, tokenizer_dir)
-    stats: dict[str, Any] = {
-        **_stats(train, "train", job.trainer.max_seq_len),
-        **_stats(evald, "eval", job.trainer.max_seq_len),
-        **plan_stats(plan),
-    }
+    root = cache_root(job)
+    entry = root / cache_key(job, plan, tokenizer_dir)
+    hit = d.cache and (entry / "manifest.json").exists()
+    if hit:
+        manifest = json.loads((entry / "manifest.json").read_text())
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        if entry.exists():
+            shutil.rmtree(entry)  # no manifest: an unfinished entry from an older, crashed writer
+        manifest = _write_entry(job, plan, tokenizer_dir, entry)
+    stats: dict[str, Any] = {**manifest["stats"], **plan_stats(plan), "cache_hit": int(bool(hit))}
     columns = MODEL_COLUMNS_PACKED if d.packing else MODEL_COLUMNS_PADDED
-    report = {**plan.summary(), "stats": {k: v for k, v in stats.items() if k != "sources"}}
-    return PreparedData(train.select_columns(columns), evald.select_columns(columns), stats, report)
+    report = {
+        **plan.summary(),
+        "stats": {k: v for k, v in stats.items() if k != "sources"},
+        "cache": str(entry),
+    }
+    train, evald = (_read_split(entry / name).select_columns(columns) for name in ("train", "eval"))
+    if materialize:
+        train, evald = train.materialize(), evald.materialize()
+    return PreparedData(train, evald, stats, report, cache_dir=str(entry), cache_hit=bool(hit))

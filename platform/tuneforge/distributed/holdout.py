@@ -41,7 +41,7 @@ def write_holdout(job: JobConfig, plan: DataPlan, out: Path) -> Path:
     tmp = out.with_suffix(".tmp")
     with open(tmp, "w") as f:
         for sp in plan.sources:
-            for conv in plan.conversations(sp.split, sp.index):
+            for conv in plan.iter_conversations(sp.split, sp.index):
                 side = keep_record(conv, sp.split, d.eval_fraction, job.trainer.seed, bool(d.eval_files))
                 if side == "eval" and any(m.role == "assistant" for m in conv.messages):
                     f.write(json.dumps(to_openai_record(conv)) + "\n")

@@ -131,17 +131,22 @@ def _log_result(
     return LoggedModel(model_uri=f"runs:/{run_id}/adapter", registered_name=None, version=None)
 
 
-def validate_and_sample_texts(job: JobConfig, plan: DataPlan | None = None) -> list[str]:
-    """Parse every input file on the driver (clear errors, early) and return rendered train texts.
+def validate_and_sample_texts(job: JobConfig, plan: DataPlan | None = None, limit: int = 20_000) -> list[str]:
+    """Validate every input (via the plan) and return up to ``limit`` rendered train texts.
 
-    The texts train the tiny model's tokenizer; for a real base model they are unused.
+    The texts train the tiny model's tokenizer; a real base model brings its own, so none are read.
+    The files are streamed, so the sample never needs the corpus in memory.
     """
     plan = plan or build_plan(job)  # bad records raise here (or are counted with on_bad_record=skip)
-    return [
-        render_text(conv, job.data.template)
-        for sp in plan.sources
-        for conv in plan.conversations(sp.split, sp.index)
-    ]
+    if job.model.name_or_path is not None:
+        return []
+    texts: list[str] = []
+    for sp in plan.sources:
+        for conv in plan.iter_conversations(sp.split, sp.index):
+            if len(texts) >= limit:
+                return texts
+            texts.append(render_text(conv, job.data.template))
+    return texts
 
 
 def total_steps_for(job: JobConfig, train_blocks: int) -> int:
@@ -189,6 +194,8 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
         ensure_ray(job, verbose)
         events.phase("tokenizing and packing with Ray Data")
         data = build_datasets(job, str(tok_dir), plan)
+        if data.cache_hit:
+            events.phase(f"reused tokenized data from the cache ({Path(data.cache_dir or '').name})")
         stats = {k: round(v, 6) if isinstance(v, float) else v for k, v in data.stats.items()}
         log_params_flat(run_id, {"data_stats": stats})
         log_dict_artifact(run_id, data.report, "data/report.json")  # per-source numbers, skipped records

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.data import ExecutionOptions
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from tuneforge.config import JobConfig, config_hash
@@ -14,9 +15,19 @@ from tuneforge.distributed.worker import train_loop_per_worker
 from tuneforge.tracking import tuneforge_home
 
 
-def make_trainer(job: JobConfig, *, base_dir: Path, tok_dir: Path, data: PreparedData, total_steps: int,
-                 tracking_uri: str | None, run_id: str | None, name: str, storage_path: Path,
-                 callbacks: list[Any] | None = None) -> TorchTrainer:
+def make_trainer(
+    job: JobConfig,
+    *,
+    base_dir: Path,
+    tok_dir: Path,
+    data: PreparedData,
+    total_steps: int,
+    tracking_uri: str | None,
+    run_id: str | None,
+    name: str,
+    storage_path: Path,
+    callbacks: list[Any] | None = None,
+) -> TorchTrainer:
     """A TorchTrainer whose workers run ``train_loop_per_worker`` on the job's materialised datasets.
 
     The job travels as a plain dict and is re-validated on each worker; gloo on CPU, nccl on GPU.
@@ -46,4 +57,6 @@ def make_trainer(job: JobConfig, *, base_dir: Path, tok_dir: Path, data: Prepare
             callbacks=callbacks,
         ),
         datasets={"train": data.train, "eval": data.eval},
+        # Blocks are read from the cache's Parquet files in file order, so a rerun feeds the same rows.
+        dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
     )

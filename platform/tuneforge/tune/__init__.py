@@ -15,6 +15,7 @@ from tuneforge.tune.config import (
     evaluations_per_trial,
     load_sweep,
 )
+from tuneforge.tune.mix import resolve_mix
 from tuneforge.tune.pareto import (
     COST_FIELDS,
     dominates,
@@ -22,18 +23,10 @@ from tuneforge.tune.pareto import (
     render_pareto_table,
     save_pareto_plot,
 )
-from tuneforge.tune.space import (
-    DOMAIN_KINDS,
-    REST,
-    Domain,
-    MethodBranch,
-    SearchSpace,
-    apply_overrides,
-    parse_space,
-    resolve_mix,
-    resolve_trial_config,
-    searchable_keys,
-)
+from tuneforge.tune.space import parse_space
+from tuneforge.tune.space_schema import searchable_keys
+from tuneforge.tune.space_types import DOMAIN_KINDS, REST, Domain, MethodBranch, SearchSpace
+from tuneforge.tune.trial import apply_overrides, resolve_trial_config
 
 __all__ = [
     "COST_FIELDS",

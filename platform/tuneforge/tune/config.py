@@ -18,21 +18,23 @@ from pydantic_core import ErrorDetails
 
 from tuneforge.config import OVERRIDE_SOURCE, ConfigError, JobConfig
 
-# Private helpers of the job loader, reused so that sweep errors read exactly like job errors.
+# The job loader's building blocks, reused so that sweep errors read exactly like job errors.
 from tuneforge.config.loader import (
-    _GENERIC_MESSAGES,
+    GENERIC_MESSAGES,
     KeyPath,
-    _apply_override,
-    _dotted,
-    _line_of,
-    _Loader,
-    _overlaps,
-    _read_yaml,
-    _resolve_paths,
-    _tagged_members,
-    _validate,
+    Loader,
+    apply_override,
+    dotted,
+    line_of,
+    overlaps,
+    read_yaml,
+    resolve_paths,
+    tagged_members,
+    validate,
 )
-from tuneforge.tune.space import Locator, Searcher, SearchSpace, parse_space, unknown_key_message
+from tuneforge.tune.space import parse_space
+from tuneforge.tune.space_schema import unknown_key_message
+from tuneforge.tune.space_types import Locator, Searcher, SearchSpace
 
 SEARCH_KEY = "search"
 _SPACE_PREFIX = f"{SEARCH_KEY}.space."
@@ -126,7 +128,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[JobConf
     search, and ``search.space.trainer.lr={choice: [1e-3, 3e-3]}`` replaces one key of the space.
     """
     config_path = Path(path)
-    raw, lines = _read_yaml(config_path)
+    raw, lines = read_yaml(config_path)
     space_overrides: list[tuple[str, Any]] = []
     overridden: list[KeyPath] = []
     for text in overrides:
@@ -134,17 +136,17 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[JobConf
         if key.startswith(_SPACE_PREFIX) and "=" in text:
             space_overrides.append((key[len(_SPACE_PREFIX) :], _parse_value(key, text.partition("=")[2])))
         else:
-            overridden.append(_apply_override(raw, text))
+            overridden.append(apply_override(raw, text))
     search_raw = _take_search(raw, str(path), lines)
-    job = _validate(raw, source=str(path), lines=lines, overridden=overridden)
-    _resolve_paths(job, config_path.parent)
+    job = validate(raw, source=str(path), lines=lines, overridden=overridden)
+    resolve_paths(job, config_path.parent)
 
     space_paths: set[KeyPath] = {p for p in overridden if p[:2] == (SEARCH_KEY, "space")}  # `search.space=`
     if space_overrides:
         space = search_raw.setdefault("space", {})
         if not isinstance(space, dict):
             raise ConfigError(
-                "expected a mapping", file=str(path), line=_line_of((SEARCH_KEY, "space"), lines)
+                "expected a mapping", file=str(path), line=line_of((SEARCH_KEY, "space"), lines)
             )
         for key, value in space_overrides:
             space[key] = value
@@ -169,7 +171,7 @@ def evaluations_per_trial(job: JobConfig) -> int | None:
 
 def _parse_value(key: str, text: str) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=Loader)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(
@@ -183,7 +185,7 @@ def _take_search(raw: dict[str, Any], file: str, lines: dict[KeyPath, int]) -> d
         strays = [k for k in raw if k not in JobConfig.model_fields]
         close = difflib.get_close_matches(SEARCH_KEY, [str(k) for k in strays], n=1)
         if close:
-            return_line = _line_of((close[0],), lines)
+            return_line = line_of((close[0],), lines)
             raise ConfigError(
                 f"unknown key; did you mean {SEARCH_KEY!r}?", file=file, line=return_line, field=close[0]
             )
@@ -194,7 +196,7 @@ def _take_search(raw: dict[str, Any], file: str, lines: dict[KeyPath, int]) -> d
     search = raw.pop(SEARCH_KEY)
     if not isinstance(search, dict):
         raise ConfigError(
-            "expected a mapping of keys", file=file, line=_line_of((SEARCH_KEY,), lines), field=SEARCH_KEY
+            "expected a mapping of keys", file=file, line=line_of((SEARCH_KEY,), lines), field=SEARCH_KEY
         )
     return search
 
@@ -211,9 +213,9 @@ def _validate_sweep(
         others = len({p for p, _ in explained} - {path})
         if others:
             message += f" (and {others} more problem{'s' if others > 1 else ''})"
-        if any(_overlaps(path, key) for key in overridden):
-            raise ConfigError(message, file=OVERRIDE_SOURCE, field=_dotted(path)) from None
-        raise ConfigError(message, file=file, line=_line_of(path, lines), field=_dotted(path)) from None
+        if any(overlaps(path, key) for key in overridden):
+            raise ConfigError(message, file=OVERRIDE_SOURCE, field=dotted(path)) from None
+        raise ConfigError(message, file=file, line=line_of(path, lines), field=dotted(path)) from None
 
 
 def _explain(error: ErrorDetails) -> tuple[KeyPath, str]:
@@ -234,7 +236,7 @@ def _explain(error: ErrorDetails) -> tuple[KeyPath, str]:
         if info is None:
             break
         annotation, variant = info.annotation, None
-        members = _tagged_members(info)
+        members = tagged_members(info)
         if members and segments and segments[0] in members:
             variant = str(segments.pop(0))
             annotation = members[variant]
@@ -244,7 +246,7 @@ def _explain(error: ErrorDetails) -> tuple[KeyPath, str]:
         return tuple(path), unknown_key_message(str(path[-1]), list(owner.model_fields), scope)
     if kind in ("union_tag_invalid", "union_tag_not_found") and owner is not None:
         info = owner.model_fields[str(path[-1])]
-        tags = list(_tagged_members(info))
+        tags = list(tagged_members(info))
         path.append(str(info.discriminator))
         if kind == "union_tag_not_found":
             return tuple(path), f"required key is missing; expected one of: {', '.join(tags)}"
@@ -254,7 +256,7 @@ def _explain(error: ErrorDetails) -> tuple[KeyPath, str]:
         return tuple(path), f"unknown {path[-2]} {tag!r}; {hint}expected one of: {', '.join(tags)}"
     if kind == "value_error":
         return tuple(path), str(error["ctx"]["error"])
-    message = _GENERIC_MESSAGES.get(kind) or error["msg"][:1].lower() + error["msg"][1:]
+    message = GENERIC_MESSAGES.get(kind) or error["msg"][:1].lower() + error["msg"][1:]
     value = error.get("input")
     if kind != "missing" and not isinstance(value, dict | list):
         message += f" (got {value!r})"

@@ -13,8 +13,8 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 
 from tuneforge.config import ConfigError, JobConfig
 from tuneforge.tune.config import SweepConfig, evaluations_per_trial
-from tuneforge.tune.space import Domain
-from tuneforge.tune.space import Searcher as SearcherName
+from tuneforge.tune.space_types import Domain
+from tuneforge.tune.space_types import Searcher as SearcherName
 
 
 def to_tune(value: Any, searcher: SearcherName = "random") -> Any:

@@ -212,10 +212,10 @@ def run_sweep(
                 "which this version does not run yet; fix the data and search the method"
             )
         say("tokenizing once for all trials (Ray Data)")
-        shared = {job.data.packing: build_datasets(job, str(tok_dir), plan)}
+        shared = {job.data.packing: build_datasets(job, str(tok_dir), plan, materialize=True)}
         if job.data.packing and any(not supports_packing(b.name) for b in space.branches):
             padded = without_unsafe_packing(job.model_copy(update={"method": _PROMPT_PLACEHOLDER}), say)
-            shared[False] = build_datasets(padded, str(tok_dir), plan)
+            shared[False] = build_datasets(padded, str(tok_dir), plan, materialize=True)
         sweep = sweep.model_copy(update={"max_concurrent_trials": _concurrency(job, sweep)})
         inputs = {
             "uri": uri,
