@@ -86,3 +86,96 @@ def test_ray_job_submit_runs_finetune(ray_head, tuneforge_home: Path):
     run = client.get_run(summary["run_id"])
     assert run.info.run_name == "via-ray-job" and run.info.status == "FINISHED"
     assert client.get_metric_history(summary["run_id"], "train_loss")
+
+
+def _wait_job(head, job_id: str, timeout: float = 600) -> str:
+    deadline, status = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        status = _ray(head, "status", job_id).lower()
+        if any(s in status for s in ("succeeded", "failed", "stopped")):
+            return status
+        time.sleep(2)
+    return status
+
+
+def test_ray_job_submit_sweep_is_stopped_and_resumed(ray_head, tuneforge_home: Path):
+    """jobs/sweep.py through `ray job submit`; `ray job stop` mid-sweep; `--resume` finishes it and
+    does not rerun the trial that had already finished (one MLflow child run for it)."""
+    runtime_env = {
+        "env_vars": {
+            "TUNEFORGE_HOME": str(tuneforge_home),
+            "HF_HUB_OFFLINE": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DS_ACCELERATOR": "cpu",
+            "TORCH_EXTENSIONS_DIR": os.environ["TORCH_EXTENSIONS_DIR"],
+            "TUNE_GLOBAL_CHECKPOINT_S": "1",
+        }
+    }
+    args = [
+        "--",
+        "python",
+        "jobs/sweep.py",
+        "--config",
+        "jobs/configs/sweep/tiny_cpu_mix.yaml",
+        "--name",
+        "it-resume",
+        "search.num_samples=3",
+        "search.max_concurrent_trials=1",
+        "search.max_total_tokens=null",
+        "trainer.max_steps=10",
+        "trainer.eval_every=5",
+        "--json",
+    ]
+    env_json = json.dumps(runtime_env)
+    first = _ray(ray_head, "submit", "--no-wait", "--working-dir", ".", "--runtime-env-json", env_json, *args)
+    job_id = re.search(r"raysubmit_\w+", first).group(0)
+
+    client = MlflowClient(f"sqlite:///{tuneforge_home}/mlflow.db")
+    finished: list = []
+    deadline = time.monotonic() + 420
+    while not finished and time.monotonic() < deadline:
+        time.sleep(3)
+        exp = client.get_experiment_by_name("tuneforge-sweep")
+        if exp is None:
+            continue
+        parents = client.search_runs([exp.experiment_id], "tags.`tuneforge.sweep` = 'it-resume'")
+        if parents:
+            children = client.search_runs(
+                [exp.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'"
+            )
+            finished = [c for c in children if c.info.status == "FINISHED"]
+        assert "failed" not in _ray(ray_head, "status", job_id).lower()
+    assert finished, "no trial finished in time"
+    done_trial = finished[0].data.tags["tuneforge.trial_id"]
+    time.sleep(4)  # let Tune write its experiment state (TUNE_GLOBAL_CHECKPOINT_S=1)
+    _ray(ray_head, "stop", job_id)
+    assert "stopped" in _wait_job(ray_head, job_id, 120)
+
+    second = _ray(
+        ray_head,
+        "submit",
+        "--no-wait",
+        "--working-dir",
+        ".",
+        "--runtime-env-json",
+        env_json,
+        *args,
+        "--resume",
+    )
+    job2 = re.search(r"raysubmit_\w+", second).group(0)
+    status = _wait_job(ray_head, job2)
+    logs = _ray(ray_head, "logs", job2)
+    assert f"job '{job2.lower()}' succeeded" in status, f"{status}\n{logs[-3000:]}"
+    summary = json.loads(logs.strip().splitlines()[-1])
+    trials = summary["trials"]
+    assert len(trials) == 3 and all(t["status"] == "completed" for t in trials), trials
+    assert all(
+        abs(sum(v for k, v in t["params"].items() if k.startswith("data.mix.")) - 1) < 1e-6 for t in trials
+    )
+    children = client.search_runs(
+        [client.get_run(summary["parent_run_id"]).info.experiment_id],
+        f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'",
+    )
+    assert [c.data.tags["tuneforge.trial_id"] for c in children].count(done_trial) == 1  # not rerun
+    assert {t["trial_id"] for t in trials} <= {c.data.tags["tuneforge.trial_id"] for c in children}
+    assert all(c.info.status != "RUNNING" for c in children)

@@ -48,3 +48,41 @@ def test_sweep_over_methods_with_asha(ray_head, tuneforge_home: Path):
     assert statuses == {t["trial_id"]: t["status"] for t in trials}
     if s["version"]:
         assert str(client.get_model_version_by_alias("sweep-best", "challenger").version) == s["version"]
+
+
+def test_data_mix_sweep_with_token_budget(ray_head, tuneforge_home: Path):
+    """A sweep over data-mix shares: each trial trains on its own mix of the once-tokenized sources,
+    and the token budget stops the sweep before all samples have run to the end."""
+    cmd = [
+        str(Path(sys.executable).parent / "tuneforge"),
+        "sweep",
+        "jobs/configs/sweep/tiny_cpu_mix.yaml",
+        "--name",
+        "it-mix",
+        "--json",
+    ]
+    out = subprocess.run(cmd, cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    s = json.loads(out.stdout.strip().splitlines()[-1])
+    trials = s["trials"]
+    shares = [t["params"]["data.mix.tiny_chat"] for t in trials]
+    assert len(set(shares)) == len(trials)
+    assert all(
+        abs(t["params"]["data.mix.tiny_chat"] + t["params"]["data.mix.tiny_alpaca"] - 1) < 1e-9
+        for t in trials
+    )
+    stopped = [t for t in trials if t["status"] == "early-stopped"]
+    assert stopped and all(t["stop_reason"] == "budget" for t in stopped), trials
+
+    client = MlflowClient(f"sqlite:///{tuneforge_home}/mlflow.db")
+    children = client.search_runs(
+        [client.get_run(s["parent_run_id"]).info.experiment_id],
+        f"tags.mlflow.parentRunId = '{s['parent_run_id']}'",
+    )
+    blocks = {c.data.tags["tuneforge.trial_id"]: c.data.params.get("mix_blocks") for c in children}
+    started = [b for b in blocks.values() if b]
+    assert len(started) >= 2 and len(set(started)) == len(started)  # every mix drew its own blocks
+    report = json.loads((Path(s["sweep_dir"]) / "report" / "trials.json").read_text())
+    spent = sum(r["train_tokens"] or 0 for r in report)
+    full = max(r["train_tokens"] or 0 for r in report)  # one trial run to the end
+    assert 150000 <= spent < 150000 + 2 * full  # stopped at the budget, give or take the running trials

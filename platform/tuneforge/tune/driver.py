@@ -23,6 +23,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from tuneforge.config import JobConfig, PromptTuningMethod, config_from_dict
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
 from tuneforge.distributed.data_pipeline import build_datasets, build_plan
+from tuneforge.distributed.mix_data import mixed_datasets, prepare_mix_sources
 from tuneforge.distributed.runner import total_steps_for, validate_and_sample_texts, without_unsafe_packing
 from tuneforge.distributed.trainer_factory import make_trainer
 from tuneforge.models.base import prepare_base, tokenizer_dir
@@ -35,6 +36,7 @@ from tuneforge.tracking import (
     start_run,
     tuneforge_home,
 )
+from tuneforge.tune.budget import TokenBudgetStopper
 from tuneforge.tune.config import SweepConfig, evaluations_per_trial
 from tuneforge.tune.domains import build_param_space, build_scheduler, build_search_alg
 from tuneforge.tune.pareto import pareto_front, render_pareto_table, save_pareto_plot
@@ -92,7 +94,12 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str,
         client.log_param(run.info.run_id, key, str(value)[:500])
     # Prepared on the driver: Ray Data launched from inside a trial would be captured by the trial's
     # placement group (a 0.01-CPU bundle) and could never schedule its tasks.
-    data = inputs["data"][job.data.packing]
+    if inputs.get("mix"):  # a data-mix search: this trial's weights pick cached blocks per source
+        weights = [float(spec.weight or 1.0) for spec in job.data.train_files]
+        data = mixed_datasets(inputs["mix"][job.data.packing], weights, job.trainer.seed)
+        client.log_param(run.info.run_id, "mix_blocks", str(data.stats["mix_blocks"]))
+    else:
+        data = inputs["data"][job.data.packing]
     trainer = make_trainer(
         job,
         base_dir=Path(inputs["base_dir"]),
@@ -109,8 +116,14 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str,
     client.set_terminated(run.info.run_id, "FINISHED")
 
 
-def _trial_records(results: Any, sweep: SweepConfig, max_t: int | None) -> list[dict[str, Any]]:
-    """One row per trial: strategy, best reported metric, status, iterations and costs."""
+def _trial_records(
+    results: Any, sweep: SweepConfig, max_t: int | None, budget_hit: bool = False
+) -> list[dict[str, Any]]:
+    """One row per trial: strategy, best reported metric, status (and why it stopped), iterations, costs.
+
+    A trial with fewer reports than a full one (``max_t``) was stopped early: by ASHA, or by the
+    sweep's token/time budget when that ran out.
+    """
     records = []
     for r in results:
         params = resolve_trial_config(r.config)
@@ -126,6 +139,9 @@ def _trial_records(results: Any, sweep: SweepConfig, max_t: int | None) -> list[
             if r.error
             else ("completed" if max_t is None or iterations >= max_t else "early-stopped")
         )
+        reason = None
+        if status == "early-stopped":
+            reason = "budget" if budget_hit or sweep.scheduler.name != "asha" else "asha"
         ckpt = last.get("checkpoint_path") if status == "completed" else None
         records.append(
             {
@@ -134,6 +150,7 @@ def _trial_records(results: Any, sweep: SweepConfig, max_t: int | None) -> list[
                 "params": params,
                 "metric": metric,
                 "status": status,
+                "stop_reason": reason,
                 "iterations": iterations,
                 "trainable_params": last.get("trainable_params"),
                 "train_tokens": last.get("train_tokens"),
@@ -164,8 +181,8 @@ def _close_child_runs(
         for rec in records:
             if rec["trial_id"] == run.data.tags.get(TRIAL_TAG):
                 rec["run_id"] = run.info.run_id
-        if run.info.status == "RUNNING":
-            client.set_terminated(run.info.run_id, "KILLED" if status == "early-stopped" else "FAILED")
+        if run.info.status == "RUNNING":  # stopped by ASHA, failed, or an attempt cut off by an interrupt
+            client.set_terminated(run.info.run_id, "FAILED" if status == "failed" else "KILLED")
 
 
 def run_sweep(
@@ -206,22 +223,36 @@ def run_sweep(
         say("starting Ray")
         ensure_ray(job, verbose)
         space = sweep.search_space(job)
-        if any(k.startswith("data.") for k in space.layout()):
+        searches_mix = any(k.startswith("data.mix.") for k in space.layout())
+        if any(k.startswith("data.") and not k.startswith("data.mix.") for k in space.layout()):
             raise ValueError(
-                "search.space: searching data keys (data.mix, ...) needs per-trial tokenization, "
-                "which this version does not run yet; fix the data and search the method"
+                "search.space: data keys other than the mix (data.mix.<name>) change the tokenized "
+                "data itself; run one sweep per data setting instead"
             )
-        say("tokenizing once for all trials (Ray Data)")
-        shared = {job.data.packing: build_datasets(job, str(tok_dir), plan, materialize=True)}
+        packings = {job.data.packing}
         if job.data.packing and any(not supports_packing(b.name) for b in space.branches):
-            padded = without_unsafe_packing(job.model_copy(update={"method": _PROMPT_PLACEHOLDER}), say)
-            shared[False] = build_datasets(padded, str(tok_dir), plan, materialize=True)
+            packings.add(False)
+        variants = {
+            p: job if p == job.data.packing
+            else without_unsafe_packing(job.model_copy(update={"method": _PROMPT_PLACEHOLDER}), say)
+            for p in packings
+        }  # fmt: skip
+        shared: dict[bool, Any] = {}
+        mix: dict[bool, Any] = {}
+        for packing, variant in variants.items():
+            if searches_mix:
+                say("tokenizing each train source once for all mixes (Ray Data, cached)")
+                mix[packing] = prepare_mix_sources(variant, str(tok_dir))
+            else:
+                say("tokenizing once for all trials (Ray Data, cached)")
+                shared[packing] = build_datasets(variant, str(tok_dir), plan, materialize=True)
         sweep = sweep.model_copy(update={"max_concurrent_trials": _concurrency(job, sweep)})
         inputs = {
             "uri": uri,
             "experiment_id": experiment_id,
             "parent_run_id": parent_run_id,
             "data": shared,
+            "mix": mix,
             "base_dir": str(base_dir),
             "tok_dir": str(tok_dir),
             "sweep_dir": str(sweep_dir),
@@ -237,6 +268,7 @@ def run_sweep(
             search_alg=build_search_alg(sweep, seed=sweep.seed or job.trainer.seed),
             time_budget_s=sweep.time_budget_s,
         )
+        stopper = TokenBudgetStopper(sweep.max_total_tokens) if sweep.max_total_tokens else None
         storage = str(sweep_dir / "tune")
         if resume and tune.Tuner.can_restore(f"{storage}/{name}"):
             tuner = tune.Tuner.restore(
@@ -250,16 +282,16 @@ def run_sweep(
                 trainable,
                 param_space=build_param_space(sweep, job),
                 tune_config=tune_config,
-                run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
+                run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, stop=stopper),
             )
         say(
             f"sweeping: {sweep.num_samples} trials, up to {sweep.max_concurrent_trials} at once, "
             f"scheduler {sweep.scheduler.name}"
         )
         results = tuner.fit()
-        records = _trial_records(
-            results, sweep, evaluations_per_trial(job) if sweep.scheduler.name == "asha" else None
-        )
+        spent = sum(float((r.metrics or {}).get("train_tokens") or 0) for r in results)
+        budget_hit = bool(sweep.max_total_tokens and spent >= sweep.max_total_tokens)
+        records = _trial_records(results, sweep, evaluations_per_trial(job), budget_hit)
         _close_child_runs(uri, experiment_id, parent_run_id, records)
         summary = _summarise(records, sweep, sweep_dir, parent_run_id)
         log_artifacts(parent_run_id, str(sweep_dir / "report"), "sweep")
@@ -306,7 +338,7 @@ def _summarise(
     )
     (report / "trials.json").write_text(json.dumps(records, indent=2, default=str))
     (report / "pareto.txt").write_text(table)
-    keep = ("trial_id", "method", "params", "metric", "status", "iterations")
+    keep = ("trial_id", "method", "params", "metric", "status", "stop_reason", "iterations")
     return SweepSummary(
         parent_run_id=parent_run_id,
         trials=[{k: r.get(k) for k in keep} for r in records],
