@@ -24,8 +24,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
+# The main job (train -> evaluate -> register -> promote), then a small strategy sweep whose best
+# trial is registered as the challenger and must beat that champion at the promotion gate.
 demo: setup
 	$(BIN)/tuneforge train jobs/configs/finetune/tiny_cpu.yaml
+	$(BIN)/tuneforge sweep jobs/configs/sweep/tiny_cpu.yaml registry.promote=true
 
 test: setup
 	$(BIN)/python -m pytest tests -q

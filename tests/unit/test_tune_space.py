@@ -708,3 +708,29 @@ def test_space_and_config_modules_do_not_import_ray() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_mix_names_mode_sources_by_their_mode(tmp_path: Path) -> None:
+    """`mix: {editor: ..., instruct: rest}` over a job's `modes:` entries: the built files are named
+    after their modes, so the same names match before and after the modes are compiled."""
+    from tuneforge.modes.materialize import with_mode_sources
+
+    (tmp_path / "src.txt").write_text("He go home.\nShe go out.\n")
+    (tmp_path / "ref.txt").write_text("He goes home.\nShe goes out.\n")
+    (tmp_path / "alpaca.jsonl").write_text('{"instruction": "Say hi", "output": "hi"}\n')
+    job = (
+        "data:\n  modes:\n"
+        f"    - {{mode: editor, from: [{tmp_path}/src.txt, {tmp_path}/ref.txt]}}\n"
+        f"    - {{mode: instruct, from: [{tmp_path}/alpaca.jsonl]}}\n"
+        "trainer: {max_steps: 10, eval_every: 5}\n"
+    )
+    search = "search:\n  space:\n    mix: {editor: {uniform: [0.2, 0.8]}, instruct: rest}\n"
+    base, sweep = load_sweep(write(tmp_path, search, job))
+    built = with_mode_sources(base, tmp_path / "modes")
+    cfg = resolve_trial_config(sample(build_param_space(sweep, built), 1, seed=1)[0])
+    trial = apply_overrides(built, cfg)
+    assert [Path(s.path).stem for s in trial.data.train_files] == ["editor", "instruct"]
+    assert [s.weight for s in trial.data.train_files] == [cfg["data.mix.editor"], cfg["data.mix.instruct"]]
+    assert "no train file is called 'chat'" in str(
+        sweep_error(write(tmp_path, search.replace("instruct: rest", "chat: rest"), job))
+    )

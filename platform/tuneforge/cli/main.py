@@ -96,14 +96,14 @@ def _print_summary(s: dict) -> None:
         f"  run            {s['run_id']}  ({s['run_dir']})\n"
         f"  checkpoint     {s['checkpoint']}\n"
         f"  registered     {reg}\n"
-        f"  promotion      {_promotion_line(s.get('promotion'))}\n"
+        f"  promotion      {promotion_line(s.get('promotion'))}\n"
         f"  open the UI    {s['ui_command']}",
         highlight=False,
         soft_wrap=True,
     )
 
 
-def _promotion_line(d: dict | None) -> str:
+def promotion_line(d: dict | None) -> str:
     """One line on the gate's decision (or why there was none)."""
     if d is None:
         return "not run (registry.promote is false)"

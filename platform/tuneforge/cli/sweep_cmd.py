@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -17,7 +18,7 @@ def register_sweep_command(app: typer.Typer, fail, console) -> None:
     def sweep(
         config: Path = typer.Argument(..., help="Sweep YAML, e.g. jobs/configs/sweep/tiny_cpu.yaml"),
         overrides: list[str] = typer.Argument(None, help="key=value overrides (job or search.*)"),
-        name: str | None = typer.Option(None, "--name", help="Sweep name (default: the config's file stem)"),
+        name: str | None = typer.Option(None, "--name", help="Sweep name (default: file stem + time)"),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep of this name"),
         as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -29,11 +30,13 @@ def register_sweep_command(app: typer.Typer, fail, console) -> None:
             from tuneforge.tune.config import load_sweep
             from tuneforge.tune.driver import run_sweep
 
+            if resume and not name:
+                raise ValueError("--resume needs --name: the name of the sweep to continue")
             job, sweep_cfg = load_sweep(config, overrides or [])
             summary = run_sweep(
                 job,
                 sweep_cfg,
-                name=name or config.stem,
+                name=name or f"{config.stem}-{time.strftime('%Y%m%d-%H%M%S')}",
                 resume=resume,
                 verbose=verbose,
                 events=TrainingProgress(console),
@@ -56,6 +59,10 @@ def register_sweep_command(app: typer.Typer, fail, console) -> None:
             console.print(
                 f"registered {summary.registered_model} v{summary.version} as 'challenger'", highlight=False
             )
+        if summary.promotion is not None:
+            from tuneforge.cli.main import promotion_line
+
+            console.print(f"promotion: {promotion_line(summary.promotion)}", highlight=False)
         console.print(f"sweep dir: {summary.sweep_dir}  plot: {summary.pareto_plot}", highlight=False)
         if as_json:
             release_ray()  # Ray's log monitor must not print after the JSON line

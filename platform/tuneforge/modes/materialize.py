@@ -54,7 +54,7 @@ def build_file(
 
 
 def materialize_mode_sources(job: Any, out_dir: str | Path) -> list[dict[str, Any]]:
-    """Compile each ``job.data.modes`` entry to ``out_dir/<i>-<mode>-<hash>.jsonl``.
+    """Compile each ``job.data.modes`` entry to ``out_dir/<i>-<hash>/<mode>.jsonl``.
 
     Returns ``DatasetSpec``-shaped dicts (``path``, ``format``, ``weight``) to append to
     ``data.train_files``. The file name hashes the entry, so reruns with the same entry reuse the name
@@ -65,7 +65,7 @@ def materialize_mode_sources(job: Any, out_dir: str | Path) -> list[dict[str, An
         entry = src.model_dump(by_alias=True) if hasattr(src, "model_dump") else dict(src)
         key = hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:10]
         mode = entry["mode"]
-        path = Path(out_dir) / f"{i}-{mode.replace('+', '_')}-{key}.jsonl"
+        path = Path(out_dir) / f"{i}-{key}" / f"{mode}.jsonl"  # the stem is the mode: a sweep's mix names it
         build_file(mode, entry["from"], path, entry.get("seed", 0), entry.get("limit"), entry.get("options"))
         fmt = "text" if get_mode(mode).record_format == "pretrain" else "openai"
         specs.append({"path": str(path), "format": fmt, "weight": entry.get("weight")})

@@ -28,6 +28,7 @@ from tuneforge.distributed.runner import total_steps_for, validate_and_sample_te
 from tuneforge.distributed.trainer_factory import make_trainer
 from tuneforge.models.base import prepare_base, tokenizer_dir
 from tuneforge.models.method_traits import supports_packing
+from tuneforge.modes.materialize import with_mode_sources
 from tuneforge.tracking import (
     end_run,
     log_artifacts,
@@ -58,6 +59,7 @@ class SweepSummary:
     pareto_plot: str | None
     registered_model: str | None = None
     version: str | None = None
+    promotion: dict[str, Any] | None = None
     table: str = field(default="", repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +203,7 @@ def run_sweep(
     if sweep_dir.exists() and not resume:
         raise ValueError(f"sweep '{name}' already exists at {sweep_dir}; pass --resume or another name")
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    job = with_mode_sources(job, sweep_dir / "modes")  # `modes:` compiled to train files named by mode
     say("validating data")
     plan = build_plan(job)
     base_dir = prepare_base(
@@ -305,6 +308,20 @@ def run_sweep(
         summary.registered_model, summary.version = register_best(
             summary.best, job, uri, base_dir, sweep_dir, parent_run_id
         )
+    if job.registry.promote and summary.version:
+        say("promotion gate: the sweep's best vs the champion on the held-out split")
+        from tuneforge.distributed.holdout import write_holdout
+        from tuneforge.registry.promotion import promote
+
+        holdout = write_holdout(job, plan, sweep_dir / "eval.jsonl")
+        summary.promotion = promote(
+            job.registry.model_name,
+            summary.version,
+            str(holdout),
+            uri,
+            job.registry.promote_metric,
+            job.registry.min_delta,
+        ).to_dict()
     return summary
 
 

@@ -88,7 +88,9 @@ def check_against_job(
                 raise where.error((*method_path, index), problem)
     if space.mix:
         names = [(n, paths.get(MIX_PREFIX + n, root)) for n in space.mix]
-        match_mix([spec.model_dump() for spec in job.data.train_files], names, where)
+        # mode sources become train files named after their mode (modes.materialize), appended in order
+        modes = [{"path": f"{m.mode}.jsonl"} for m in job.data.modes]
+        match_mix([spec.model_dump() for spec in job.data.train_files] + modes, names, where)
 
 
 def _value_problem(

@@ -1,0 +1,53 @@
+"""Tuning modes through the whole platform: a job whose data is only ``modes:`` entries trains on the
+session's Ray head (Ray Data, Ray Train, DeepSpeed), and the result is scored with a mode's metric."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+TUNEFORGE = str(Path(sys.executable).parent / "tuneforge")
+MODES = ["instruct", "chat", "editor", "reverse-instruction", "filter", "diff"]
+
+
+def _run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [TUNEFORGE, *args], cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_train_on_modes_then_eval_with_the_mode_metric(ray_head, tuneforge_home: Path, tmp_path: Path):
+    out = _run(
+        "train", "jobs/configs/finetune/tiny_cpu_modes.yaml", "trainer.max_steps=40", "trainer.eval_every=20",
+        "registry.model_name=modes-it", "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    s = json.loads(out.stdout.strip().splitlines()[-1])
+    assert s["eval_loss_after"] < s["eval_loss_before"] - 0.5
+
+    built = sorted((Path(s["run_dir"]) / "modes").glob("*/*.jsonl"))
+    assert sorted(p.stem for p in built) == sorted(MODES)
+    params = MlflowClient(s["tracking_uri"]).get_run(s["run_id"]).data.params
+    logged = {params[f"data_stats.sources.train{i}.path"] for i in range(len(MODES))}
+    assert logged == {str(p) for p in built}  # every mode's file is a train source of the run
+
+    editor = next(p for p in built if p.stem == "editor")
+    held = tmp_path / "editor_eval.jsonl"
+    held.write_text("".join(editor.read_text().splitlines(keepends=True)[:6]))
+    ev = _run(
+        "eval", "models:/modes-it/1", "--mode", "editor", "--data", str(held), "--baselines", "1",
+        "--base", str(Path(s["run_dir"]) / "base"), "--json",
+    )  # fmt: skip
+    assert ev.returncode == 0, ev.stderr[-4000:]
+    e = json.loads(ev.stdout.strip().splitlines()[-1])
+    metrics = [k for k, v in e.items() if isinstance(v, dict) and "mean" in v]
+    assert metrics and all(e[k]["low"] <= e[k]["mean"] <= e[k]["high"] for k in metrics)
+    assert set(e["baselines"]) >= {"base_zero_shot", "base_k_shot"}
