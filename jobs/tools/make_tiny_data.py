@@ -140,16 +140,76 @@ def unique_records(make: Callable[[random.Random], dict[str, Any]], n: int, rng:
     return records
 
 
+#: goal template -> ordered steps (``{x}`` is filled from ``PROCEDURE_ITEMS``): the schedule mode's data
+PROCEDURES = {
+    "Plant a {x} in the garden.": ("Choose a sunny spot.", "Dig a hole.", "Put the {x} in the hole.",
+                                   "Fill the hole with soil.", "Water the {x}."),
+    "Send a {x} to a friend.": ("Write the {x}.", "Put the {x} in an envelope.", "Write the address.",
+                                "Add a stamp.", "Post it."),
+    "Paint the {x}.": ("Clean the {x}.", "Cover the floor.", "Paint a first coat.", "Let it dry.",
+                       "Paint a second coat."),
+    "Wash the {x}.": ("Fill a bucket with water.", "Add soap.", "Scrub the {x}.", "Rinse the {x}.",
+                      "Dry the {x}."),
+    "Pack a {x} for a trip.": ("Make a list.", "Lay out the clothes.", "Fold the clothes.",
+                               "Put them in the {x}.", "Close the {x}."),
+}  # fmt: skip
+PROCEDURE_ITEMS = ("tree", "rose", "letter", "card", "door", "fence", "car", "window", "bag", "box", "table")
+N_PROCEDURES = 150
+N_PASSAGES = 120
+
+
+def procedure_record(rng: random.Random) -> dict[str, Any]:
+    """A (goal, steps) record; sometimes a step is dropped, so plans differ in length."""
+    goal, steps = rng.choice(list(PROCEDURES.items()))
+    x = rng.choice(PROCEDURE_ITEMS)
+    kept = [st.format(x=x) for st in steps]
+    if rng.random() < 0.4:
+        kept.pop(rng.randrange(1, len(kept) - 1))
+    return {"goal": goal.format(x=x), "steps": kept}
+
+
+def passage_record(rng: random.Random) -> dict[str, Any]:
+    """A SQuAD-style paragraph of 2-3 facts from the tables, with one question per fact."""
+    facts = []
+    for kind in rng.sample(("capital", "color", "sound"), k=rng.choice((2, 3))):
+        if kind == "capital":
+            country = rng.choice(list(CAPITALS))
+            facts.append((f"The capital of {country} is {CAPITALS[country]}.",
+                          f"What is the capital of {country}?", CAPITALS[country]))  # fmt: skip
+        elif kind == "color":
+            thing = rng.choice(list(COLORS))
+            facts.append(
+                (f"The color of {thing} is {COLORS[thing]}.", f"What color is {thing}?", COLORS[thing])
+            )
+        else:
+            animal = rng.choice(list(SOUNDS))
+            facts.append((f"A {animal} says {SOUNDS[animal]}.", f"What does a {animal} say?", SOUNDS[animal]))
+    context = " ".join(f for f, _, _ in facts)
+    qas = [{"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}
+           for i, (_, q, a) in enumerate(facts)]  # fmt: skip
+    return {"context": context, "qas": qas}
+
+
+def to_squad(paragraphs: list[dict[str, Any]]) -> str:
+    """SQuAD v1 nested JSON: one article holding every paragraph."""
+    return (
+        json.dumps({"version": "1.1", "data": [{"title": "tiny facts", "paragraphs": paragraphs}]}, indent=1)
+        + "\n"
+    )
+
+
 def to_jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=True) + "\n" for r in records)
 
 
 def generate(seed: int = SEED) -> dict[str, str]:
-    """File name -> file text for both bundled files."""
+    """File name -> file text for every bundled file."""
     rng = random.Random(seed)
     return {
         "tiny_chat.jsonl": to_jsonl(unique_records(chat_record, N_CHAT, rng)),
         "tiny_alpaca.jsonl": to_jsonl(unique_records(alpaca_record, N_ALPACA, rng)),
+        "tiny_procedures.jsonl": to_jsonl(unique_records(procedure_record, N_PROCEDURES, rng)),
+        "tiny_passages.json": to_squad(unique_records(passage_record, N_PASSAGES, rng)),
     }
 
 

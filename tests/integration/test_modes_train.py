@@ -15,7 +15,10 @@ from mlflow import MlflowClient
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 TUNEFORGE = str(Path(sys.executable).parent / "tuneforge")
-MODES = ["instruct", "chat", "editor", "reverse-instruction", "filter", "diff"]
+MODES = [
+    "instruct", "chat", "chat+instruct", "question", "editor", "schedule", "filter",
+    "reverse-instruction", "reverse-chat", "diff", "domain",
+]  # fmt: skip
 
 
 def _run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
