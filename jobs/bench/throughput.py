@@ -83,9 +83,7 @@ def data(args: argparse.Namespace) -> tuple[list[dict[str, torch.Tensor]], list[
     return train, evals
 
 
-def platform_once(
-    rank: int, world: int, args: argparse.Namespace, stage: int, steps: int
-) -> dict[str, Any]:
+def platform_once(rank: int, world: int, args: argparse.Namespace, stage: int, steps: int) -> dict[str, Any]:
     """One ``setup_engine`` + ``run_loop`` run of ``steps`` steps at ZeRO ``stage`` on this rank."""
     from tuneforge.training.engine import setup_engine
     from tuneforge.training.loop import run_loop
