@@ -53,6 +53,3 @@ def test_cache_hit_reproduces_rows_and_settings_change_the_key(ray_head, tmp_pat
     (entry / "manifest.json").unlink()  # a half-written entry (no manifest) is rebuilt, not trusted
     rebuilt = build_datasets(job, str(base), plan)
     assert not rebuilt.cache_hit and _rows(rebuilt.train) == first_rows
-
-    off = job.model_copy(update={"data": job.data.model_copy(update={"cache": False})})
-    assert not build_datasets(off, str(base), plan).cache_hit

@@ -32,3 +32,16 @@ def test_mixed_blocks_follow_the_weights_and_the_seed() -> None:
     assert skewed[0] > 8 * skewed[1]
     natural = mixed_block_indices(blocks, [3.0, 1.0], seed=1)  # weights equal to the natural shares
     assert natural == [list(range(300)), list(range(100))]
+
+
+def test_max_trials_is_the_budget_name_for_num_samples(tmp_path) -> None:
+    from tuneforge.config import ConfigError
+    from tuneforge.tune.config import load_sweep
+
+    job = "data: {train_files: [a.jsonl]}\ntrainer: {max_steps: 10, eval_every: 5}\n"
+    path = tmp_path / "s.yaml"
+    path.write_text(job + "search:\n  max_trials: 3\n  space: {trainer.lr: {loguniform: [1.0e-4, 1.0e-2]}}\n")
+    assert load_sweep(path)[1].num_samples == 3
+    path.write_text(job + "search:\n  max_trials: 3\n  num_samples: 4\n  space: {trainer.lr: 0.001}\n")
+    with pytest.raises(ConfigError, match="max_trials and num_samples"):
+        load_sweep(path)

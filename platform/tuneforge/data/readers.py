@@ -167,11 +167,16 @@ def parse_bytes(
     max_errors: int = 50,
 ) -> ParsedFile:
     """Parse one file's bytes; ``source`` is its path (the extension picks the file type)."""
-    stream = RecordStream(data, source, fmt, on_bad=on_bad, max_errors=max_errors)
+    return _parsed(RecordStream(data, source, fmt, on_bad=on_bad, max_errors=max_errors), source, fmt)
+
+
+def _parsed(stream: RecordStream, source: str, fmt_arg: str | FormatSpec) -> ParsedFile:
+    """Drain a stream into a ``ParsedFile`` (``source`` is the name shown to users)."""
     convs = list(stream)
     return ParsedFile(
-        source, source, stream.format, sha256_hex(data), convs, stream.problems, stream.seen, stream.spec, fmt
-    )
+        source, stream.source, stream.format, sha256_hex(stream.data), convs, stream.problems,
+        stream.seen, stream.spec, fmt_arg,
+    )  # fmt: skip
 
 
 def open_source(
@@ -206,11 +211,7 @@ def read_source(
 ) -> ParsedFile:
     """Read one input as named in a config: a file, a URL, or a registry entry (``name`` / ``#name``)."""
     stream, source, spec = open_source(path, fmt, name, on_bad=on_bad, max_errors=max_errors)
-    convs = list(stream)
-    return ParsedFile(
-        source, stream.source, stream.format, sha256_hex(stream.data), convs, stream.problems,
-        stream.seen, stream.spec, spec,
-    )  # fmt: skip
+    return _parsed(stream, source, spec)
 
 
 def iter_raw_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

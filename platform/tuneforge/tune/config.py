@@ -109,9 +109,14 @@ class SweepConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _scheduler_shorthand(cls, data: Any) -> Any:
-        """Let ``scheduler: asha`` stand for ``scheduler: {name: asha}``."""
+        """Let ``scheduler: asha`` stand for ``scheduler: {name: asha}``, and ``max_trials`` for
+        ``num_samples`` (the budget's name for the same number: at most this many trials run)."""
         if isinstance(data, dict) and isinstance(data.get("scheduler"), str):
-            return {**data, "scheduler": {"name": data["scheduler"]}}
+            data = {**data, "scheduler": {"name": data["scheduler"]}}
+        if isinstance(data, dict) and "max_trials" in data:
+            if "num_samples" in data:
+                raise ValueError("max_trials and num_samples are the same number; give one of them")
+            data = {k: v for k, v in data.items() if k != "max_trials"} | {"num_samples": data["max_trials"]}
         return data
 
     def search_space(self, job: JobConfig | None = None) -> SearchSpace:
