@@ -62,6 +62,23 @@ def tuneforge_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _restore_tracking_uri():
+    """Give every module the tracking URI it started with.
+
+    ``mlflow.set_tracking_uri`` (called by ``start_run`` and by tests) also *exports*
+    ``MLFLOW_TRACKING_URI`` so that subprocesses inherit it; without this, a module that talked to a
+    short-lived ``mlflow server`` would leave later modules' CLI subprocesses pointed at a dead port.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    mlflow.set_tracking_uri(before)  # sets, or unsets, the variable too
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture(scope="session")
 def ray_head(tuneforge_home: Path):
     """Start the head, point this process at it, and stop it (by its own pid) at the end."""

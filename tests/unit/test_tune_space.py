@@ -734,3 +734,43 @@ def test_mix_names_mode_sources_by_their_mode(tmp_path: Path) -> None:
     assert "no train file is called 'chat'" in str(
         sweep_error(write(tmp_path, search.replace("instruct: rest", "chat: rest"), job))
     )
+
+
+ISSUE_EXAMPLE = """\
+search:
+  metric: eval_loss
+  mode: min
+  num_samples: 12
+  scheduler: {name: asha, grace_period: 1, reduction_factor: 2}
+  searcher: random
+  space:
+    method:
+      - {name: lora, r: {choice: [4, 8, 16]}, alpha: {choice: [8, 16, 32]}, lr: 3.0e-3}
+      - {name: prompt_tuning, num_virtual_tokens: {choice: [8, 16, 32]}}
+      - {name: freeze, train_top_layers: {randint: [1, 4]}}
+      - {name: full}
+    lr: {loguniform: [1e-5, 1e-3]}
+    mix: {editor: {uniform: [0.2, 0.8]}, instruct: rest}
+"""
+
+
+def test_bare_field_names_are_shorthand_for_their_section(tmp_path: Path) -> None:
+    """The space exactly as people write it: ``lr`` means trainer.lr, at the top and inside a branch."""
+    job, sweep = load_sweep(write(tmp_path, ISSUE_EXAMPLE))
+    space = sweep.search_space(job)
+    assert "trainer.lr" in space.params and "lr" not in space.params
+    lora = next(b for b in space.branches if b.name == "lora")
+    assert lora.knobs["trainer.lr"] == 3.0e-3
+    for sampled in sample(build_param_space(sweep, job), 40, seed=3):
+        trial = apply_overrides(job, resolve_trial_config(sampled))
+        if trial.method.name == "lora":
+            assert trial.trainer.lr == 3.0e-3  # the branch's own value wins over the global domain
+        else:
+            assert 1e-5 <= trial.trainer.lr <= 1e-3
+
+
+def test_shorthand_typos_and_duplicates_are_errors(tmp_path: Path) -> None:
+    typo = sweep_error(write(tmp_path, "search:\n  space:\n    lrr: {loguniform: [1e-5, 1e-3]}\n"))
+    assert typo.field == "search.space.lrr" and "did you mean 'trainer.lr'" in typo.message
+    twice = sweep_error(write(tmp_path, "search:\n  space:\n    lr: 0.1\n    trainer.lr: 0.2\n"))
+    assert "set twice" in twice.message

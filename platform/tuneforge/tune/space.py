@@ -42,7 +42,13 @@ from tuneforge.config import JobConfig
 from tuneforge.config.loader import KeyPath, line_of
 from tuneforge.tune.mix import check_mix, resolve_mix
 from tuneforge.tune.space_checks import check_against_job, check_searcher
-from tuneforge.tune.space_schema import key_problem, method_members, searchable_keys, unknown_key_message
+from tuneforge.tune.space_schema import (
+    expand_shorthand,
+    key_problem,
+    method_members,
+    searchable_keys,
+    unknown_key_message,
+)
 from tuneforge.tune.space_types import (
     DOMAIN_KINDS,
     REST,
@@ -140,6 +146,8 @@ def _flatten(
         if not all(parts):
             raise where.error(path, "empty part in dotted key")
         full = (*prefix, *parts)
+        if not prefix and not (isinstance(value, Mapping) and not _is_domain(value)):
+            full = expand_shorthand(full)  # `lr: {...}` means trainer.lr
         if isinstance(value, Mapping) and not _is_domain(value):
             if not value:
                 raise where.error(path, "empty mapping; give a value or a domain")
@@ -248,7 +256,12 @@ def _parse_branches(items: list[Any], path: KeyPath, where: Locator) -> tuple[Me
                     raise where.error(knob_path, problem)
                 knob = ".".join(parts)
             elif knob not in allowed:
-                raise where.error(knob_path, unknown_key_message(str(knob), allowed, f" for method {name!r}"))
+                expanded = expand_shorthand((str(knob),)) if isinstance(knob, str) else ()
+                if len(expanded) != 2 or expanded[0] == "method":
+                    raise where.error(
+                        knob_path, unknown_key_message(str(knob), allowed, f" for method {name!r}")
+                    )
+                knob = ".".join(expanded)  # `lr` in a branch: that branch's trainer.lr
             if isinstance(value, Mapping) and not _is_domain(value):
                 raise where.error(knob_path, f"expected a value or one domain ({', '.join(DOMAIN_KINDS)})")
             knobs[str(knob)] = _parse_value(value, knob_path, where)

@@ -65,6 +65,20 @@ def method_members() -> dict[str, type[BaseModel]]:
     return tagged_members(JobConfig.model_fields["method"])
 
 
+def expand_shorthand(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """A bare field name that exists in exactly one section stands for it: ``lr`` -> ``trainer.lr``.
+
+    Why: the way people write a search space (the issue's own example, Ray Tune's docs) is ``lr: ...``,
+    not ``trainer.lr: ...``; an unambiguous name is accepted, an ambiguous or unknown one is left for
+    ``key_problem`` to report with the closest valid keys.
+    """
+    schema = _schema()
+    if len(parts) != 1 or parts in schema:
+        return parts
+    owners = [p for p in schema if len(p) == 2 and p[1] == parts[0] and p[0] != "method"]
+    return owners[0] if len(owners) == 1 else parts
+
+
 def key_problem(parts: tuple[str, ...]) -> str | None:
     """Why ``parts`` is not a job key (with the closest valid key), or None if it is one."""
     schema = _schema()
@@ -86,7 +100,12 @@ def key_problem(parts: tuple[str, ...]) -> str | None:
     close = difflib.get_close_matches(".".join(parts), [".".join(p) for p in schema], n=1, cutoff=0.6)
     if close:
         return f"unknown key; did you mean {close[0]!r}?"
+    if len(parts) == 1:  # a misspelt shorthand (`lrr`): suggest the section field it is closest to
+        fields = {p[1]: p for p in schema if len(p) == 2 and p[0] != "method"}
+        near = difflib.get_close_matches(parts[0], list(fields), n=1)
+        if near:
+            return f"unknown key; did you mean {'.'.join(fields[near[0]])!r}?"
     return f"unknown key; valid sections: {', '.join(p[0] for p in schema if len(p) == 1)}"
 
 
-__all__ = ["key_problem", "method_members", "searchable_keys", "unknown_key_message"]
+__all__ = ["expand_shorthand", "key_problem", "method_members", "searchable_keys", "unknown_key_message"]
