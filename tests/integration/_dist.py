@@ -104,6 +104,7 @@ def run_case(rank: int, world: int, case: dict[str, Any], root: Path) -> dict[st
         "best_eval_loss": result.best_eval_loss,
         "eval_loss_after": result.eval_loss_after,
         "final_report": reporter.reports[-1] if reporter.reports else None,
+        "reports": reporter.reports,
         "checkpoints": reporter.checkpoints,
         "params": params,
     }

@@ -20,7 +20,7 @@ def test_throughput_benchmark_writes_ratios(tmp_path: Path) -> None:
         sys.executable,
         str(REPO / "jobs" / "bench" / "throughput.py"),
         *("--steps", "2", "--warmup", "1", "--batch", "2", "--seq-len", "16", "--hidden-size", "32"),
-        *("--worlds", "1", "2", "--stages", "0", "2", "--out", str(out)),
+        *("--worlds", "2", "--stages", "0", "2", "--out", str(out)),  # one spawn: ~20 s of start-up each
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -30,7 +30,7 @@ def test_throughput_benchmark_writes_ratios(tmp_path: Path) -> None:
     plain = report["plain"]["tokens_per_second"]
     assert plain > 0 and report["plain"]["tokens"] == 2 * 2 * 16
     runs = {(r["zero_stage"], r["world_size"]): r for r in report["platform"]}
-    assert set(runs) == {(0, 1), (2, 1), (0, 2), (2, 2)}
+    assert set(runs) == {(0, 2), (2, 2)}
     for r in runs.values():
         assert r["steps"] == 2 and r["tokens"] == report["plain"]["tokens"]  # same data, all ranks counted
         assert r["tokens_per_second"] > 0

@@ -29,7 +29,7 @@ def _run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 def test_train_on_modes_then_eval_with_the_mode_metric(ray_head, tuneforge_home: Path, tmp_path: Path):
     out = _run(
-        "train", "jobs/configs/finetune/tiny_cpu_modes.yaml", "trainer.max_steps=40", "trainer.eval_every=20",
+        "train", "jobs/configs/finetune/tiny_cpu_modes.yaml", "trainer.max_steps=24", "trainer.eval_every=12",
         "registry.model_name=modes-it", "--json",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-4000:]

@@ -122,32 +122,20 @@ def test_demo_config_runs_the_promotion_gate(full_zero2):
     assert (Path(full_zero2.run_dir) / "eval.jsonl").stat().st_size > 0
 
 
-def test_zero3_full_save_gathers_weights(ray_head, tuneforge_home):
-    job = load_config(
-        TINY,
-        [
-            "trainer.max_steps=10",
-            "trainer.eval_every=0",
-            "distributed.zero_stage=3",
-            "tracking.run_name=spine-full-z3",
-            "registry.model_name=spine-full-z3",
-        ],
-    )
-    s = run_job(job)
-    assert s.eval_loss_after < s.eval_loss_before
-    ckpt = Path(s.checkpoint)
-    _assert_checkpoint_has_no_empty_tensors(ckpt)
-    ids, trained_logits = load_probe(ckpt)
-    assert torch.allclose(_logits(AutoModelForCausalLM.from_pretrained(ckpt), ids), trained_logits, atol=1e-5)
+def test_lora_under_zero3_adapter_and_registered_merge_match_trained(ray_head, tuneforge_home):
+    """LoRA at ZeRO-3 through Ray Train: the adapter is gathered before saving (no empty tensors), reloads
+    to the trained logits, and the registered (merged) model gives them too.
 
-
-def test_lora_adapter_and_registered_merge_match_trained(ray_head, tuneforge_home):
+    Full weights at ZeRO-3 (gathered module by module, several shards) are covered without Ray, with the
+    same engine and save code, in test_methods_matrix.py; one Ray run per stage would add only start-up.
+    """
     job = load_config(
         TINY_LORA,
         [
-            "trainer.max_steps=20",
+            "trainer.max_steps=12",
             "trainer.eval_every=0",
-            "tracking.run_name=spine-lora",
+            "distributed.zero_stage=3",
+            "tracking.run_name=spine-lora-z3",
             "registry.model_name=spine-lora",
         ],
     )

@@ -51,6 +51,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "model": {"rope_scaling": {"type": "linear", "factor": 2}},
         "keep_dir": str(keep / "rope"),
     }
+    cases["tokens"] = _case(2, steps=6, eval_every=4, log_every=5)  # an evaluation between log steps
     per_rank = _dist.run_all(cases)
     return {"rank0": per_rank[0], "rank1": per_rank[1], "keep": keep}
 
@@ -136,3 +137,13 @@ def test_rope_scaling_trains_past_the_base_context_and_is_saved(runs: dict[str, 
     assert config["max_position_embeddings"] == 128
     assert config["rope_parameters"]["rope_type"] == "linear"
     assert config["rope_parameters"]["factor"] == 2.0
+
+
+def test_reports_at_evaluations_count_every_token_so_far(runs: dict[str, Any]) -> None:
+    """An evaluation that falls between log steps still reports the tokens of all steps before it:
+    the sweep's token budget sums these counts (a stale count once let a sweep overrun its budget)."""
+    reports = runs["rank0"]["tokens"]["reports"]
+    at_eval, final = reports[0], reports[-1]
+    assert at_eval["step"] == 4 and final["step"] == 6
+    assert at_eval["train_tokens"] > 0
+    assert at_eval["train_tokens"] == final["train_tokens"] * 4 / 6  # every step has the same tokens

@@ -21,6 +21,7 @@ from tuneforge.models.tokenizer import load_tokenizer
 from tuneforge.tracking import log_metrics
 from tuneforge.training.engine import configure_accelerator, seed_everything, setup_engine
 from tuneforge.training.loop import run_loop
+from tuneforge.training.replay import ReplayableBatches
 
 
 class RayReporter:
@@ -82,8 +83,10 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             local_shuffle_seed=job.trainer.seed + epoch,
         )
 
-    def eval_batches():
-        return eval_shard.iter_torch_batches(batch_size=mbs, drop_last=False, dtypes=torch.long)
+    # The held-out shard is read once; later evaluations replay it from memory (training/replay.py).
+    eval_batches = ReplayableBatches(
+        lambda: eval_shard.iter_torch_batches(batch_size=mbs, drop_last=False, dtypes=torch.long)
+    )
 
     run_loop(
         engine,

@@ -165,6 +165,10 @@ def run_loop(
             if step % max(t.log_every, 1) == 0 or step == total_steps:
                 log_window()
             if t.eval_every and step % t.eval_every == 0 and step < total_steps:
+                if window_loss:
+                    # Flush first, so the report's train_tokens counts every step so far: a token
+                    # budget (tune/budget.py) sums them, and a stale count let sweeps overrun it.
+                    log_window()
                 paused = time.perf_counter()
                 last_eval = evaluate(engine, eval_batches(), device)
                 reporter.log({"eval_loss": last_eval}, step)
