@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-all lint clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest tests -q
+
+# The default suite plus the tests marked slow (the longer end-to-end runs); run before every stop.
+test-all: setup
+	$(BIN)/python -m pytest tests -q -m "not gpu"
 
 lint: setup
 	$(BIN)/ruff check platform tests jobs

@@ -4,15 +4,22 @@ session's Ray head (Ray Data, Ray Train, DeepSpeed), and the result is scored wi
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 
-pytestmark = pytest.mark.integration
+from tuneforge.evaluation.evaluate import evaluate
+from tuneforge.evaluation.metrics import metrics_for_mode
+from tuneforge.registry.resolve import load_model_ref
+
+# ~3 min (one training run on all eleven modes, then every mode's evaluation): `make test-all` runs it.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 TUNEFORGE = str(Path(sys.executable).parent / "tuneforge")
 MODES = [
@@ -54,3 +61,18 @@ def test_train_on_modes_then_eval_with_the_mode_metric(ray_head, tuneforge_home:
     metrics = [k for k, v in e.items() if isinstance(v, dict) and "mean" in v]
     assert metrics and all(e[k]["low"] <= e[k]["mean"] <= e[k]["high"] for k in metrics)
     assert set(e["baselines"]) >= {"base_zero_shot", "base_k_shot"}
+
+    # Every mode evaluates with its own metrics (what `tuneforge eval --mode M` runs), on the model
+    # registered above; one CLI process per mode would only add start-up.
+    mlflow.set_tracking_uri(s["tracking_uri"])  # models:/ resolves against the run's store
+    model, tok = load_model_ref("models:/modes-it/1")
+    for path in built:
+        few = tmp_path / f"{path.stem}_eval.jsonl"
+        few.write_text("".join(path.read_text().splitlines(keepends=True)[:3]))
+        wanted = list(metrics_for_mode(path.stem))
+        report = evaluate(model, tok, few, wanted, max_new_tokens=16).summary()
+        assert report["n"] == 3, path.stem
+        for name in wanted:
+            iv = report[name]
+            assert math.isnan(iv["mean"]) or iv["low"] <= iv["mean"] <= iv["high"], (path.stem, name, iv)
+        assert any(not math.isnan(report[name]["mean"]) for name in wanted), (path.stem, report)

@@ -105,6 +105,7 @@ def _wait_job(head, job_id: str, timeout: float = 600) -> str:
     return status
 
 
+@pytest.mark.slow  # ~4 min: two sweep submissions; `make test-all` runs it
 def test_ray_job_submit_sweep_is_stopped_and_resumed(ray_head, tuneforge_home: Path):
     """jobs/sweep.py through `ray job submit`; `ray job stop` mid-sweep; `--resume` finishes it and
     does not rerun the trial that had already finished (one MLflow child run for it)."""

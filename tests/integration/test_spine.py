@@ -122,6 +122,7 @@ def test_demo_config_runs_the_promotion_gate(full_zero2):
     assert (Path(full_zero2.run_dir) / "eval.jsonl").stat().st_size > 0
 
 
+@pytest.mark.slow  # a second Ray Train run (~1 min); LoRA at every stage is in test_methods_matrix.py
 def test_lora_under_zero3_adapter_and_registered_merge_match_trained(ray_head, tuneforge_home):
     """LoRA at ZeRO-3 through Ray Train: the adapter is gathered before saving (no empty tensors), reloads
     to the trained logits, and the registered (merged) model gives them too.

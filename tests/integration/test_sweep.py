@@ -57,6 +57,7 @@ def test_sweep_over_methods_with_asha(ray_head, tuneforge_home: Path):
         assert str(client.get_model_version_by_alias("sweep-best", "challenger").version) == s["version"]
 
 
+@pytest.mark.slow  # ~2 min; `make test-all` runs it (mix/budget logic: tests/unit/test_tune_budget_mix.py)
 def test_data_mix_sweep_with_token_budget(ray_head, tuneforge_home: Path):
     """A sweep over data-mix shares: each trial trains on its own mix of the once-tokenized sources,
     and the token budget stops the sweep before all samples have run to the end."""
