@@ -65,6 +65,16 @@ def method_members() -> dict[str, type[BaseModel]]:
     return tagged_members(JobConfig.model_fields["method"])
 
 
+@cache
+def _section_fields() -> dict[str, list[tuple[str, ...]]]:
+    """Field name -> the section keys that have it (``lr`` -> [trainer.lr]); method knobs excluded."""
+    out: dict[str, list[tuple[str, ...]]] = {}
+    for p in _schema():
+        if len(p) == 2 and p[0] != "method":
+            out.setdefault(p[1], []).append(p)
+    return out
+
+
 def expand_shorthand(parts: tuple[str, ...]) -> tuple[str, ...]:
     """A bare field name that exists in exactly one section stands for it: ``lr`` -> ``trainer.lr``.
 
@@ -72,10 +82,9 @@ def expand_shorthand(parts: tuple[str, ...]) -> tuple[str, ...]:
     not ``trainer.lr: ...``; an unambiguous name is accepted, an ambiguous or unknown one is left for
     ``key_problem`` to report with the closest valid keys.
     """
-    schema = _schema()
-    if len(parts) != 1 or parts in schema:
+    if len(parts) != 1 or parts in _schema():
         return parts
-    owners = [p for p in schema if len(p) == 2 and p[1] == parts[0] and p[0] != "method"]
+    owners = _section_fields().get(parts[0], [])
     return owners[0] if len(owners) == 1 else parts
 
 
@@ -101,10 +110,10 @@ def key_problem(parts: tuple[str, ...]) -> str | None:
     if close:
         return f"unknown key; did you mean {close[0]!r}?"
     if len(parts) == 1:  # a misspelt shorthand (`lrr`): suggest the section field it is closest to
-        fields = {p[1]: p for p in schema if len(p) == 2 and p[0] != "method"}
+        fields = _section_fields()
         near = difflib.get_close_matches(parts[0], list(fields), n=1)
         if near:
-            return f"unknown key; did you mean {'.'.join(fields[near[0]])!r}?"
+            return f"unknown key; did you mean {'.'.join(fields[near[0]][0])!r}?"
     return f"unknown key; valid sections: {', '.join(p[0] for p in schema if len(p) == 1)}"
 
 
