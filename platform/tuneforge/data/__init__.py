@@ -4,7 +4,7 @@ Read files in many formats into a chat IR, render and encode it with an exact lo
 into batches, split train/eval deterministically, and plan dedup and mixing across sources.
 """
 
-from tuneforge.data.encode import EncodeResult, encode_record, resolve_template
+from tuneforge.data.encode import EncodeResult, encode_record, prompt_text, resolve_template
 from tuneforge.data.errors import DataError
 from tuneforge.data.formats import SUPPORTED_FORMATS, FormatSpec, detect_format, record_to_ir
 from tuneforge.data.ir import ROLES, Conversation, Message
@@ -57,6 +57,7 @@ __all__ = [
     "pack_examples",
     "pad_examples",
     "padding_share",
+    "prompt_text",
     "parse_bytes",
     "read_conversations",
     "read_source",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuneforge.data.hf_template import tokenizer_pieces
+from tuneforge.data.hf_template import tokenizer_pieces, tokenizer_prompt
 from tuneforge.data.ir import Conversation
 from tuneforge.data.templates import (
     IGNORE_INDEX,
@@ -20,6 +20,7 @@ from tuneforge.data.templates import (
     bos_ids,
     encode_piece,
     pieces_to_example,
+    render_prompt,
     template_pieces,
 )
 
@@ -41,6 +42,18 @@ def resolve_template(template: str, tokenizer: Any) -> str:
     if template == "auto":
         return "tokenizer" if getattr(tokenizer, "chat_template", None) else "chatml"
     return template
+
+
+def prompt_text(conv: Conversation, tokenizer: Any, template: str = "auto") -> str:
+    """The generation prompt for ``conv`` under ``template`` resolved for ``tokenizer``.
+
+    Scorers call this rather than ``render_prompt`` so that a model trained with its tokenizer's
+    own template is asked in that template (``render_prompt`` alone knows only the named ones).
+    """
+    name = resolve_template(template, tokenizer)
+    if name == "tokenizer":
+        return tokenizer_prompt(conv, tokenizer)
+    return render_prompt(conv, name)
 
 
 def record_pieces(

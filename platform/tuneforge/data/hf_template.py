@@ -111,3 +111,15 @@ def encode_with_tokenizer_template(
 ) -> dict[str, list[int]]:
     """Untruncated ids and labels of a chat record under the tokenizer's own template."""
     return pieces_to_example(tokenizer_pieces(conv, tokenizer, train_on_prompt, last_turn_only))
+
+
+def tokenizer_prompt(conv: Conversation, tokenizer: Any) -> str:
+    """The generation prompt under the tokenizer's own template: every message but a trailing
+    assistant one, then the template's generation header -- exactly the untrained prefix that
+    ``tokenizer_segments`` puts before that assistant turn in training."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("template 'tokenizer' but the tokenizer has no chat_template")
+    messages = list(prepared_messages(Conversation(conv.messages)))
+    if messages and messages[-1].role == "assistant":
+        messages = messages[:-1]
+    return _render(tokenizer, [_hf_message(m) for m in messages], _hf_tools(conv), generation=True)

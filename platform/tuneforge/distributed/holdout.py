@@ -34,16 +34,43 @@ def to_openai_record(conv: Conversation) -> dict[str, Any]:
     return record
 
 
+def holdout_record(conv: Conversation) -> dict[str, Any] | None:
+    """The record written for one held-out conversation: raw text stays ``{"text"}`` (scored as raw
+    text, as it was trained), chat records become OpenAI chat records; a chat without an answer: None."""
+    if conv.mode == "pretrain":
+        return {"text": conv.text}
+    if any(m.role == "assistant" for m in conv.messages):
+        return to_openai_record(conv)
+    return None
+
+
+def raw_text_holdout(out: Path) -> Path:
+    """Where the raw-text part of a mixed held-out split goes (one file holds one format)."""
+    return out.with_name(f"{out.stem}.text{out.suffix}")
+
+
 def write_holdout(job: JobConfig, plan: DataPlan, out: Path) -> Path:
-    """Write the eval records of this job's plan (chat records only: raw text has no assistant turn)."""
+    """Write the eval records of this job's plan, each in the form it was trained in.
+
+    A split of only chat (or only raw-text) records is one file, ``out``. A mixed split writes its
+    chat records to ``out`` and its raw text to ``raw_text_holdout(out)``, because a file holds
+    one format; both are scored the way they were trained.
+    """
     d = job.data
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        for sp in plan.sources:
-            for conv in plan.iter_conversations(sp.split, sp.index):
-                side = keep_record(conv, sp.split, d.eval_fraction, job.trainer.seed, bool(d.eval_files))
-                if side == "eval" and any(m.role == "assistant" for m in conv.messages):
-                    f.write(json.dumps(to_openai_record(conv)) + "\n")
-    tmp.replace(out)
+    chat: list[str] = []
+    text: list[str] = []
+    for sp in plan.sources:
+        for conv in plan.iter_conversations(sp.split, sp.index):
+            side = keep_record(conv, sp.split, d.eval_fraction, job.trainer.seed, bool(d.eval_files))
+            record = holdout_record(conv) if side == "eval" else None
+            if record is not None:
+                (text if "text" in record else chat).append(json.dumps(record))
+    files = {out: chat or text}
+    if chat and text:
+        files[raw_text_holdout(out)] = text
+    for path, lines in files.items():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in lines))
+        tmp.replace(path)
     return out

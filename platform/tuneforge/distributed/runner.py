@@ -16,6 +16,7 @@ from typing import Protocol
 from tuneforge.config import JobConfig, save_config
 from tuneforge.data import render_text
 from tuneforge.data.plan import DataPlan
+from tuneforge.data.trained_format import FORMAT_TAG, format_from_job
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
 from tuneforge.distributed.data_pipeline import build_datasets, build_plan
 from tuneforge.distributed.holdout import write_holdout
@@ -25,6 +26,7 @@ from tuneforge.models.base import prepare_base, tokenizer_dir
 from tuneforge.models.io import merge_adapter
 from tuneforge.models.method_traits import MERGEABLE_ADAPTERS, registrable, supports_packing
 from tuneforge.models.methods import check_method_available
+from tuneforge.models.tokenizer import load_tokenizer
 from tuneforge.modes.materialize import with_mode_sources
 from tuneforge.registry.lineage import lineage_tags
 from tuneforge.registry.promotion import promote
@@ -181,11 +183,14 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
     plan = build_plan(job)
     texts = validate_and_sample_texts(job, plan)
     events.phase("preparing base model and tokenizer")
-    base_dir = prepare_base(job.model, texts, run_dir / "base", job.trainer.seed)
+    base_dir = prepare_base(job.model, texts, run_dir / "base", job.trainer.seed, home / "cache" / "models")
     tok_dir = tokenizer_dir(job.model, base_dir)
+    fmt = format_from_job(job, load_tokenizer(tok_dir, job.model.trust_remote_code))
+    fmt.write(run_dir)  # checkpoints and exports under run_dir are scored with it (find_format)
 
     uri = resolve_tracking_uri(job.tracking.uri)
-    run_id = start_run(uri, job.tracking.experiment, name, tags={"tuneforge.method": job.method.name})
+    run_tags = {"tuneforge.method": job.method.name, FORMAT_TAG: fmt.to_json()}
+    run_id = start_run(uri, job.tracking.experiment, name, tags=run_tags)
     status = "FAILED"
     try:
         log_params_flat(run_id, job.model_dump(mode="json"))
@@ -224,7 +229,7 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
 
         events.phase("logging and registering the model")
         holdout = write_holdout(job, plan, run_dir / "eval.jsonl")
-        tags = lineage_tags(job, run_id, file_hash(holdout))
+        tags = lineage_tags(job, run_id, file_hash(holdout), fmt)
         logged = _log_result(job, run_id, ckpt, base_dir, run_dir, tags, events)
         status = "FINISHED"
         summary = RunSummary(

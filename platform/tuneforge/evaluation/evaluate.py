@@ -19,16 +19,17 @@ import torch.nn.functional as F
 
 from tuneforge.data import (
     Conversation,
-    Message,
     collate,
-    encode_conversation,
+    encode_record,
     pad_examples,
+    prompt_text,
     read_conversations,
     render_prompt,
     to_model_inputs,
 )
+from tuneforge.data.trained_format import TrainedFormat
 from tuneforge.evaluation.metrics import get_metric, score
-from tuneforge.evaluation.stats import Interval, bootstrap_ci
+from tuneforge.evaluation.stats import Interval, bootstrap_ci, ratio_bootstrap_ci
 
 LOSS_METRICS = ("eval_loss",)
 
@@ -60,25 +61,46 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _examples(conv: Conversation, tokenizer: Any, fmt: TrainedFormat) -> list[dict[str, list[int]]]:
+    """The training examples of one record under ``fmt``: a raw-text record may give several blocks."""
+    return encode_record(
+        conv,
+        tokenizer,
+        fmt.template,
+        fmt.max_seq_len,
+        train_on_prompt=fmt.train_on_prompt,
+        truncation=fmt.truncation,
+        last_turn_only=fmt.last_turn_only,
+    ).examples
+
+
 @torch.no_grad()
-def per_example_loss(
+def loss_sums(
     model: torch.nn.Module,
     tokenizer: Any,
     convs: Sequence[Conversation],
-    max_seq_len: int = 512,
+    fmt: TrainedFormat | None = None,
     batch_size: int = 16,
-    template: str = "chatml",
-) -> np.ndarray:
-    """Mean loss over each example's trained tokens (NaN when nothing is left to score)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per record: summed token loss over its trained tokens, and how many tokens that was.
+
+    Records are encoded exactly as training encoded them (``fmt``: template, length, masks), so the
+    token-weighted mean ``sum / count`` over a held-out split is the number training reported.
+    """
+    fmt = fmt or TrainedFormat()
     model.eval()
-    encoded = [encode_conversation(c, tokenizer, template=template, max_seq_len=max_seq_len) for c in convs]
-    out = np.full(len(convs), np.nan)
-    keep = [i for i, e in enumerate(encoded) if e is not None]
+    owner: list[int] = []
+    examples: list[dict[str, list[int]]] = []
+    for i, conv in enumerate(convs):
+        for ex in _examples(conv, tokenizer, fmt):
+            owner.append(i)
+            examples.append(ex)
+    sums, counts = np.zeros(len(convs)), np.zeros(len(convs))
     device = next(model.parameters()).device
-    for start in range(0, len(keep), batch_size):
-        idx = keep[start : start + batch_size]
-        width = max(len(encoded[i]["input_ids"]) for i in idx)
-        batch = collate(pad_examples([encoded[i] for i in idx], width, tokenizer.pad_token_id))
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        width = max(len(e["input_ids"]) for e in chunk)
+        batch = collate(pad_examples(chunk, width, tokenizer.pad_token_id))
         inputs = to_model_inputs({k: v.to(device) for k, v in batch.items()})
         labels = inputs.pop("labels")
         logits = model(**inputs).logits.float()
@@ -86,9 +108,33 @@ def per_example_loss(
         tok_loss = F.cross_entropy(
             shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none"
         )
-        mask = (shift_labels != -100).float()
-        losses = (tok_loss * mask).sum(1) / mask.sum(1).clamp(min=1)
-        out[idx] = losses.cpu().numpy()
+        mask = (shift_labels != -100).double()
+        row_sums = (tok_loss.double() * mask).sum(1).cpu().numpy()
+        row_counts = mask.sum(1).cpu().numpy()
+        for j, (rs, rc) in enumerate(zip(row_sums, row_counts, strict=True)):
+            sums[owner[start + j]] += rs
+            counts[owner[start + j]] += rc
+    return sums, counts
+
+
+def per_example_loss(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    convs: Sequence[Conversation],
+    max_seq_len: int = 512,
+    batch_size: int = 16,
+    template: str = "chatml",
+    fmt: TrainedFormat | None = None,
+) -> np.ndarray:
+    """Mean loss over each example's trained tokens (NaN when nothing is left to score).
+
+    ``fmt`` (the trained format) wins over ``template``/``max_seq_len`` when given.
+    """
+    fmt = fmt or TrainedFormat(template=template, max_seq_len=max_seq_len)
+    sums, counts = loss_sums(model, tokenizer, convs, fmt, batch_size)
+    out = np.full(len(convs), np.nan)
+    scored = counts > 0
+    out[scored] = sums[scored] / counts[scored]
     return out
 
 
@@ -128,11 +174,16 @@ def greedy_generate(
     return texts
 
 
-def split_prompt_reference(conv: Conversation) -> tuple[str, str]:
-    """The prompt up to the last assistant turn, and that turn's content as the reference."""
+def split_prompt_reference(
+    conv: Conversation, tokenizer: Any = None, template: str = "chatml"
+) -> tuple[str, str]:
+    """The prompt up to the last assistant turn (rendered with the trained template), and that
+    turn's content as the reference."""
     last = max(i for i, m in enumerate(conv.messages) if m.role == "assistant")
-    history: list[Message] = list(conv.messages[:last])
-    return render_prompt(history), conv.messages[last].content
+    history = Conversation(tuple(conv.messages[:last]), tools=conv.tools)
+    if tokenizer is None:
+        return render_prompt(history, template), conv.messages[last].content
+    return prompt_text(history, tokenizer, template), conv.messages[last].content
 
 
 def evaluate(
@@ -143,20 +194,43 @@ def evaluate(
     max_seq_len: int = 512,
     max_new_tokens: int = 48,
     seed: int = 0,
+    fmt: TrainedFormat | None = None,
 ) -> EvalReport:
-    """Score ``model`` on every record of ``data_file`` with each requested metric."""
+    """Score ``model`` on every record of ``data_file`` with each requested metric.
+
+    ``fmt`` is how the model was trained (template, length, masks); without it the tokenizer's own
+    template is used when it has one (``auto``). ``eval_loss`` is token-weighted over the whole
+    file, the same estimate training reports; its per-example means feed paired comparisons.
+    Raw-text records are scored as raw text; task metrics skip them (they have no answer).
+    """
+    fmt = fmt or TrainedFormat(max_seq_len=max_seq_len)
     convs = list(read_conversations(data_file))
     per: dict[str, np.ndarray] = {}
-    generated: tuple[list[str], tuple[str, ...]] | None = None
+    token_weighted: Interval | None = None
+    generated: tuple[list[int], list[str], tuple[str, ...]] | None = None
     for name in metrics:
         if name == "eval_loss":
-            per[name] = per_example_loss(model, tokenizer, convs, max_seq_len)
+            sums, counts = loss_sums(model, tokenizer, convs, fmt)
+            scored = counts > 0
+            per[name] = np.where(scored, sums / np.maximum(counts, 1), np.nan)
+            if scored.any():
+                token_weighted = ratio_bootstrap_ci(sums[scored], counts[scored], seed=seed)
         else:
             if generated is None:  # one generation pass serves every task metric
-                prompts, refs = zip(*(split_prompt_reference(c) for c in convs), strict=True)
-                generated = (greedy_generate(model, tokenizer, prompts, max_new_tokens), refs)
-            per[name] = score(name, generated[0], generated[1], convs)
-    return EvalReport(len(convs), file_hash(data_file), intervals_of(per, seed), per)
+                chats = [i for i, c in enumerate(convs) if any(m.role == "assistant" for m in c.messages)]
+                pairs = [split_prompt_reference(convs[i], tokenizer, fmt.template) for i in chats]
+                prompts = [p for p, _ in pairs]
+                refs = tuple(r for _, r in pairs)
+                generated = (chats, greedy_generate(model, tokenizer, prompts, max_new_tokens), refs)
+            chats, preds, refs = generated
+            values = np.full(len(convs), np.nan)
+            if chats:
+                values[chats] = score(name, preds, refs, [convs[i] for i in chats])
+            per[name] = values
+    intervals = intervals_of(per, seed)
+    if token_weighted is not None:
+        intervals["eval_loss"] = token_weighted
+    return EvalReport(len(convs), file_hash(data_file), intervals, per)
 
 
 def intervals_of(per: dict[str, np.ndarray], seed: int = 0) -> dict[str, Interval]:

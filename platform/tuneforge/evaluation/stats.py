@@ -40,6 +40,30 @@ def bootstrap_ci(
     )
 
 
+def ratio_bootstrap_ci(
+    numerators: np.ndarray,
+    denominators: np.ndarray,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap interval of ``sum(numerators) / sum(denominators)``, resampling examples.
+
+    A token-weighted mean loss is such a ratio (loss summed over an example's tokens / its token
+    count): it is what training reports, so evaluation reports the same estimate.
+    """
+    num, den = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
+    if num.size == 0 or num.shape != den.shape:
+        raise ValueError("ratio_bootstrap_ci: needs paired, non-empty numerators and denominators")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, num.size, size=(n_resamples, num.size))
+    ratios = num[idx].sum(axis=1) / np.maximum(den[idx].sum(axis=1), 1e-12)
+    alpha = (1.0 - confidence) / 2
+    return Interval(
+        float(num.sum() / den.sum()), float(np.quantile(ratios, alpha)), float(np.quantile(ratios, 1 - alpha))
+    )
+
+
 def paired_bootstrap(
     candidate: np.ndarray,
     reference: np.ndarray,

@@ -1,8 +1,9 @@
 """Materialise the base model + tokenizer a run starts from, as a local HF directory.
 
-Workers load from a directory (never from a hub), so the driver resolves the base once: either
-the configured local path, or a tiny random-init model built from the config with a BPE tokenizer
-trained on the job's own training texts.
+Workers load from a directory (never from a hub), so the driver resolves the base once: the
+configured local HF directory; a GGUF file (or ``pkg:`` file inside an installed package) converted
+once into a cached HF directory (``models/gguf.py``); or a tiny random-init model built from the
+config with a BPE tokenizer trained on the job's own training texts.
 """
 
 from __future__ import annotations
@@ -12,18 +13,30 @@ from pathlib import Path
 
 from tuneforge.config import ModelConfig
 from tuneforge.models.factory import build_tiny_model
+from tuneforge.models.gguf import convert_gguf, is_gguf, local_model_path
 from tuneforge.models.io import save_hf
 from tuneforge.models.tokenizer import train_bpe_tokenizer
 
 
-def prepare_base(model_cfg: ModelConfig, texts: Iterable[str], out_dir: Path, seed: int) -> Path:
-    """Return a local directory holding the base model and its tokenizer."""
+def prepare_base(
+    model_cfg: ModelConfig,
+    texts: Iterable[str],
+    out_dir: Path,
+    seed: int,
+    cache_root: Path | None = None,
+) -> Path:
+    """Return a local directory holding the base model and its tokenizer.
+
+    GGUF bases are converted under ``cache_root`` (default: next to ``out_dir``), keyed by content.
+    """
     if model_cfg.name_or_path is not None:
-        path = Path(model_cfg.name_or_path)
+        path = local_model_path(model_cfg.name_or_path)
+        if is_gguf(path):
+            return convert_gguf(path, cache_root or out_dir.parent / "gguf-cache")
         if not (path / "config.json").exists():
             raise FileNotFoundError(
                 f"model.name_or_path: '{path}' is not a local Hugging Face model directory "
-                "(no config.json); tuneforge never downloads weights at run time"
+                "(no config.json) or a .gguf file; tuneforge never downloads weights at run time"
             )
         return path
     tiny = model_cfg.tiny

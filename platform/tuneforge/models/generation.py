@@ -6,8 +6,9 @@ Choices, each forced by a trap measured on peft 0.21 / transformers 5.23 (see FA
   P- and prefix tuning break with ``cache_implementation="static"``; so neither is ever passed;
 * **left padding** for batches, so every row's last prompt token sits at the end and new tokens are
   appended right after it (right padding would make rows continue from pad tokens);
-* **prompts rendered like training**: ``chat`` and ``instruct`` wrap the text as a user turn with
-  ``tuneforge.data.render_prompt`` (Alpaca records are trained as exactly such a user turn), ``raw``
+* **prompts rendered like training**: ``chat`` and ``instruct`` wrap the text as a user turn in the
+  template the model was trained with (``tuneforge_format.json`` of its run; the tokenizer's own
+  template for a base that has one; Alpaca records are trained as exactly such a user turn), ``raw``
   passes the text as is;
 * **greedy decoding**: reproducible answers for checks and demos.
 """
@@ -23,18 +24,23 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from tuneforge.data import Message, render_prompt
+from tuneforge.data import Conversation, Message, prompt_text, render_prompt
 from tuneforge.models.tokenizer import load_tokenizer
 
 Mode = Literal["chat", "instruct", "raw"]
 MODES: tuple[str, ...] = ("chat", "instruct", "raw")
 
 
-def build_prompt(text: str, mode: str = "chat", template: str = "chatml") -> str:
-    """The exact string the model sees for ``text`` in ``mode``."""
+def build_prompt(text: str, mode: str = "chat", template: str = "chatml", tokenizer: Any = None) -> str:
+    """The exact string the model sees for ``text`` in ``mode``.
+
+    With a ``tokenizer``, ``template`` may be ``tokenizer``/``auto`` (the model's own chat template).
+    """
     if mode == "raw":
         return text
     if mode in ("chat", "instruct"):
+        if tokenizer is not None:
+            return prompt_text(Conversation((Message("user", text),)), tokenizer, template)
         return render_prompt([Message("user", text)], template)
     raise ValueError(f"unknown generation mode {mode!r}; expected one of {', '.join(MODES)}")
 
@@ -51,7 +57,7 @@ def generate(
     """Greedy completions for ``prompts`` (one batch, left padded); returns only the new text."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1 (got {max_new_tokens})")
-    texts = [build_prompt(p, mode, template) for p in prompts]
+    texts = [build_prompt(p, mode, template, tokenizer) for p in prompts]
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from tuneforge.config import JobConfig, config_hash
+from tuneforge.data.trained_format import FORMAT_TAG, TrainedFormat
 from tuneforge.evaluation.evaluate import file_hash
 
 
@@ -49,8 +50,13 @@ def _data_lineage(job: JobConfig) -> list[dict[str, object]]:
     return out
 
 
-def lineage_tags(job: JobConfig, run_id: str, eval_hash: str | None = None) -> dict[str, str]:
-    """String tags for the registered version (MLflow tag values are strings, <= 5000 chars)."""
+def lineage_tags(
+    job: JobConfig, run_id: str, eval_hash: str | None = None, fmt: TrainedFormat | None = None
+) -> dict[str, str]:
+    """String tags for the registered version (MLflow tag values are strings, <= 5000 chars).
+
+    ``fmt`` (template, length, masks as trained) is what every later scorer of the version renders with.
+    """
     method = job.method.model_dump(mode="json")
     tags = {
         "tuneforge.run_id": run_id,
@@ -63,6 +69,8 @@ def lineage_tags(job: JobConfig, run_id: str, eval_hash: str | None = None) -> d
     }
     if eval_hash:
         tags["tuneforge.eval.data_hash"] = eval_hash
+    if fmt is not None:
+        tags[FORMAT_TAG] = fmt.to_json()
     trial = os.environ.get("TUNEFORGE_TRIAL_ID")
     if trial:
         tags["tuneforge.sweep_trial_id"] = trial

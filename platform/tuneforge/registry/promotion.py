@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 
 from tuneforge.evaluation.evaluate import evaluate, higher_is_better
 from tuneforge.evaluation.stats import paired_bootstrap
-from tuneforge.registry.resolve import load_model_ref
+from tuneforge.registry.resolve import format_for_ref, load_model_ref
 from tuneforge.tracking import experiment_id_for
 
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
@@ -91,9 +91,11 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
-def _score(name: str, version: str, data: str, metrics: Sequence[str]):
-    model, tok = load_model_ref(f"models:/{name}/{version}")
-    return evaluate(model, tok, data, metrics)
+def _score(name: str, version: str, data: str, metrics: Sequence[str], tracking_uri: str | None = None):
+    """Score one version rendered the way it was trained (its ``tuneforge.format`` tag)."""
+    ref = f"models:/{name}/{version}"
+    model, tok = load_model_ref(ref)
+    return evaluate(model, tok, data, metrics, fmt=format_for_ref(ref, tracking_uri))
 
 
 def promote(
@@ -112,14 +114,14 @@ def promote(
         champion = _alias_version(client, name, CHAMPION)
         if champion == version:
             raise ValueError(f"version {version} of '{name}' is already the champion")
-        cand = _score(name, version, data, [metric])
+        cand = _score(name, version, data, [metric], tracking_uri)
         better = higher_is_better(metric)
         decision = Decision(
             name, version, champion, False, metric, cand.data_hash, cand.metrics[metric].as_dict(), None, None
         )
         champ = None
         if champion is not None:
-            champ = _score(name, champion, data, [metric])
+            champ = _score(name, champion, data, [metric], tracking_uri)
             decision.champion = champ.metrics[metric].as_dict()
             imp = paired_bootstrap(cand.per_example[metric], champ.per_example[metric], better)
             decision.improvement = imp.as_dict()

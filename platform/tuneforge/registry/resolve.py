@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tuneforge.data.trained_format import FORMAT_TAG, TrainedFormat, find_format
+
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -47,3 +49,39 @@ def load_model_ref(ref: str, trust_remote_code: bool = False) -> tuple[Any, Any]
     raise FileNotFoundError(
         f"{ref}: not a model directory, run id, runs:/ or models:/ URI (tuneforge never downloads models)"
     )
+
+
+def format_for_ref(ref: str, tracking_uri: str | None = None) -> TrainedFormat | None:
+    """How the model behind ``ref`` was trained (template, length, masks), or None if unrecorded.
+
+    Registered versions and runs carry it as the ``tuneforge.format`` tag; local checkpoint and
+    export directories carry ``tuneforge_format.json`` (in the directory or a run directory above).
+    """
+    ref = normalise_ref(ref)
+    if ref.startswith(("models:/", "runs:/")):
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        client = MlflowClient(tracking_uri)
+        try:
+            tags = _ref_tags(client, ref)
+        except MlflowException:
+            return None
+        text = tags.get(FORMAT_TAG)
+        return TrainedFormat.from_json(text) if text else None
+    return find_format(ref)
+
+
+def _ref_tags(client: Any, ref: str) -> dict[str, str]:
+    """The tags that describe ``ref``: a registered version's, or a run's."""
+    if ref.startswith("runs:/"):
+        run_id = ref.removeprefix("runs:/").split("/", 1)[0]
+        return dict(client.get_run(run_id).data.tags)
+    body = ref.removeprefix("models:/")
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        return dict(client.get_model_version_by_alias(name, alias).tags)
+    name, _, version = body.rpartition("/")
+    if not version.isdigit():
+        return {}
+    return dict(client.get_model_version(name, version).tags)

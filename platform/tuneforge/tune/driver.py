@@ -207,7 +207,11 @@ def run_sweep(
     say("validating data")
     plan = build_plan(job)
     base_dir = prepare_base(
-        job.model, validate_and_sample_texts(job, plan), sweep_dir / "base", job.trainer.seed
+        job.model,
+        validate_and_sample_texts(job, plan),
+        sweep_dir / "base",
+        job.trainer.seed,
+        tuneforge_home() / "cache" / "models",
     )
     tok_dir = tokenizer_dir(job.model, base_dir)
     uri = resolve_tracking_uri(job.tracking.uri)

@@ -9,8 +9,11 @@ from typing import Any
 from mlflow import MlflowClient
 
 from tuneforge.config import JobConfig
+from tuneforge.data.trained_format import format_from_job
+from tuneforge.models.base import tokenizer_dir
 from tuneforge.models.io import merge_adapter
 from tuneforge.models.method_traits import FULL_WEIGHTS, MERGEABLE_ADAPTERS
+from tuneforge.models.tokenizer import load_tokenizer
 from tuneforge.registry.lineage import lineage_tags
 from tuneforge.registry.promotion import CHALLENGER
 from tuneforge.tracking import log_hf_model
@@ -34,7 +37,9 @@ def register_best(
         return None, None
     os.environ["TUNEFORGE_TRIAL_ID"] = str(best["trial_id"])
     try:
-        tags = lineage_tags(job, best.get("run_id") or parent_run_id)
+        fmt = format_from_job(job, load_tokenizer(tokenizer_dir(job.model, base_dir)))
+        fmt.write(sweep_dir)
+        tags = lineage_tags(job, best.get("run_id") or parent_run_id, fmt=fmt)
     finally:
         os.environ.pop("TUNEFORGE_TRIAL_ID", None)
     tags["tuneforge.method"] = method
