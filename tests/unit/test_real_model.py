@@ -86,3 +86,20 @@ def test_prompts_and_loss_use_the_trained_template(smollm2_dir: Path, tok, tmp_p
     ckpt = tmp_path / "ray" / "run" / "checkpoint_000001"
     ckpt.mkdir(parents=True)
     assert find_format(ckpt) == TrainedFormat(template="tokenizer", max_seq_len=128)
+
+
+def test_data_preview_with_the_jobs_real_tokenizer_and_template(smollm2_dir: Path) -> None:
+    """`data preview --config JOB` shows the masks the run will train with, and starts nothing."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    cmd = [str(Path(sys.executable).parent / "tuneforge"), "data", "preview", "--config",
+           "jobs/configs/finetune/smollm2_lora_cpu.yaml", "-n", "1", "--markers", "--json"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "template tokenizer, max_seq_len 256" in proc.stdout
+    assert "<|im_start|>assistant\n⟦Yes, you can have" in proc.stdout
+    assert "about 200 calories.<|im_end|>⟧" in proc.stdout  # the end-of-turn token is trained
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert stats["records"] == 159 and 0 < stats["trained_tokens"] < stats["tokens"]

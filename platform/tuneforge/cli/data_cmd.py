@@ -144,7 +144,13 @@ def _stats_table(stats: dict[str, Any], skipped: int) -> Table:
 
 @data_app.command()
 def preview(
-    path: str = typer.Argument(..., help="A data file (or dataset_info.json#NAME)."),
+    path: str | None = typer.Argument(None, help="A data file (or dataset_info.json#NAME)."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="A job YAML: preview its (first) train file with its real tokenizer, template, max_seq_len "
+        "and mask options (they win over the flags below); starts nothing.",
+    ),
     fmt: str = typer.Option("auto", "--format", "-f", help=f"Record layout: {FORMATS}."),
     template: str = typer.Option("auto", "--template", "-t", help="auto, chatml, tokenizer, llama3, alpaca."),
     n: int = typer.Option(3, "-n", help="Records to render."),
@@ -173,10 +179,37 @@ def preview(
 
     if fmt not in FORMATS.split(", "):
         _fail(f"--format: unknown format {fmt!r}; expected one of {FORMATS}")
+    if path is None and config is None:
+        _fail("give a data file or --config JOB")
     with user_errors(_fail):
+        job = None
+        if config is not None:
+            from tuneforge.config import load_config
+
+            job = load_config(config)
+            if path is None:
+                if not job.data.train_files:
+                    raise ValueError(f"{config}: data.train_files is empty (modes-only job): pass a file")
+                path = job.data.train_files[0].path
+            d, t = job.data, job.trainer
+            template, max_seq_len, truncation = d.template, t.max_seq_len, d.truncation
+            train_on_prompt, last_turn_only = d.train_on_prompt, d.last_turn_only
         parsed = read_source(path, fmt, on_bad="skip")
         convs = parsed.conversations
-        if tokenizer_dir is not None:
+        if job is not None:
+            from tuneforge.data.encode import resolve_template
+            from tuneforge.models.base import job_tokenizer
+            from tuneforge.tracking.store import tuneforge_home
+
+            home = tuneforge_home()
+            texts = [] if job.model.name_or_path else [render_text(c, template) for c in convs]
+            tokenizer = job_tokenizer(
+                job.model, texts, home / "preview" / "base", job.trainer.seed, home / "cache" / "models"
+            )
+            template = resolve_template(template, tokenizer)
+            vocab = f"the job's tokenizer ({len(tokenizer)} tokens), template {template}"
+            out.print(f"{config}: {vocab}, max_seq_len {max_seq_len}")
+        elif tokenizer_dir is not None:
             from tuneforge.models.tokenizer import load_tokenizer
 
             tokenizer = load_tokenizer(tokenizer_dir)

@@ -54,3 +54,15 @@ def prepare_base(
 def tokenizer_dir(model_cfg: ModelConfig, base_dir: Path) -> Path:
     """Where the tokenizer lives: ``model.tokenizer`` if set, else next to the base weights."""
     return Path(model_cfg.tokenizer) if model_cfg.tokenizer else base_dir
+
+
+def job_tokenizer(model_cfg: ModelConfig, texts: Iterable[str], work_dir: Path, seed: int, cache_root: Path):
+    """The tokenizer a run of this job trains with, without starting anything.
+
+    A real base (local, GGUF, ``pkg:``) brings its own (GGUF converted and cached as a run would);
+    the tiny model's BPE is trained on ``texts`` as the run trains it.
+    """
+    from tuneforge.models.tokenizer import load_tokenizer
+
+    base = prepare_base(model_cfg, texts, work_dir, seed, cache_root)
+    return load_tokenizer(tokenizer_dir(model_cfg, base), model_cfg.trust_remote_code)

@@ -14,6 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tuneforge.data.trained_format import find_format
 from tuneforge.models.generation import adapter_base, is_adapter_dir
 from tuneforge.models.io import atomic_dir, merge_adapter
 
@@ -63,11 +64,23 @@ def find_checkpoint(path: str | Path) -> Path:
 
 
 def export_model(source: str | Path, out: str | Path, merge: bool) -> ExportResult:
-    """Write ``source`` (checkpoint or run dir) to ``out`` as a standalone model or adapter."""
+    """Write ``source`` (checkpoint or run dir) to ``out`` as a standalone model or adapter.
+
+    The run's trained format (template, length, masks) goes with it, so the export is scored and
+    prompted the way it was trained wherever it is copied.
+    """
     ckpt = find_checkpoint(source)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"--out {out}: directory exists and is not empty")
+    result = _export(ckpt, out, merge)
+    fmt = find_format(ckpt)
+    if fmt is not None:
+        fmt.write(out)
+    return result
+
+
+def _export(ckpt: Path, out: Path, merge: bool) -> ExportResult:
     if not is_adapter_dir(ckpt):
         _copy(ckpt, out)
         return ExportResult(str(ckpt), str(out), "full", None, None)
