@@ -5,7 +5,10 @@ start-up and DeepSpeed's comm-op load are paid once. Per case: load the tiny bas
 method, check the trainable count against the analytic one, train 8 steps with ``deepspeed.initialize``
 (via ``tuneforge.training.engine.setup_engine``) on a fixed repeated-pattern batch, save with
 ``save_checkpoint`` (all ranks), then rank 0 reloads the checkpoint from disk, compares probe logits and
-generates. Rank 0 appends one JSON line per case to ``results.jsonl`` as it goes.
+generates. Generation is checked twice: the reloaded model's greedy token ids for two chat prompts must
+equal the in-memory trained model's (generated on every rank: a collective under ZeRO-3), and greedy
+continuations of the training rows' first halves must match their true second halves better than the
+untrained base's do. Rank 0 appends one JSON line per case to ``results.jsonl`` as it goes.
 
 Run standalone to print the table pasted in docs/methods.md::
 
@@ -67,6 +70,9 @@ CASES: dict[str, tuple[dict[str, Any], float]] = {
         1e-2,
     ),  # fmt: skip
 }
+PROMPTS = ["hello world 3", "hi"]  # chat prompts, left-padded into one batch (they differ in length)
+GEN_TOKENS = 4
+HALF = SEQ_LEN // 2  # continuation check: prompt = first HALF ids of each training row, target = the rest
 TEXTS = [
     f"<|im_start|>user\nhello world {i}<|im_end|>\n<|im_start|>assistant\nhi {i}<|im_end|>\n"
     for i in range(50)
@@ -114,6 +120,44 @@ def _mean_loss(engine: Any, x: torch.Tensor) -> float:
     engine.train()
     dist.all_reduce(loss)
     return float(loss) / dist.get_world_size()
+
+
+@torch.no_grad()
+def greedy_ids(model: Any, tokenizer: Any, prompts: list[str],
+               max_new_tokens: int = GEN_TOKENS) -> list[list[int]]:  # fmt: skip
+    """The new token ids of a greedy, left-padded chat generation: ``tuneforge.models.generation.generate``
+    without the decode, so two models' generations compare token by token."""
+    from tuneforge.models.generation import build_prompt
+
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        enc = tokenizer([build_prompt(p, "chat") for p in prompts], return_tensors="pt", padding=True,
+                        add_special_tokens=False)  # fmt: skip
+    finally:
+        tokenizer.padding_side = side
+    was_training = model.training
+    model.eval()
+    out = model.generate(
+        input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=max_new_tokens,
+        do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    model.train(was_training)
+    return out[:, enc["input_ids"].shape[1] :].tolist()
+
+
+@torch.no_grad()
+def continuation_matches(model: Any) -> int:
+    """Positions where the greedy continuation of every training row's first half equals its second half
+    (out of ``8 * HALF``): what 8 steps on those rows taught, read through ``generate``."""
+    x = batch()
+    was_training = model.training
+    model.eval()
+    out = model.generate(
+        input_ids=x[:, :HALF], attention_mask=torch.ones_like(x[:, :HALF]), max_new_tokens=SEQ_LEN - HALF,
+        min_new_tokens=SEQ_LEN - HALF, do_sample=False, pad_token_id=0, eos_token_id=None,
+    )  # fmt: skip
+    model.train(was_training)
+    return int((out[:, HALF:SEQ_LEN] == x[:, HALF:]).sum())
 
 
 def _layer0_weight(module: torch.nn.Module, stage: int) -> torch.Tensor:
@@ -184,14 +228,22 @@ def run_case(name: str, stage: int, rank: int, world: int, base_dir: Path, out_r
         "case": name, "method": section["name"], "stage": stage, "trainable": trainable, "expected": expected,
         "total": total, "loss_before": loss_before, "loss_after": loss_after, "losses": losses,
     }  # fmt: skip
+    live_ids = greedy_ids(engine.module, tokenizer, PROMPTS)  # every rank: ZeRO-3 gathers in forward
     if rank == 0:
         files = sorted(p.name for p in ckpt.iterdir())
         result["files"] = files
         result["probe_shape"] = list(probe.shape)
         result["max_abs_diff"] = verify_checkpoint(ckpt, atol=1e-5)
         reloaded, tok = load_for_inference(ckpt)
-        outs = generate(reloaded, tok, ["hello world 3", "hi"], max_new_tokens=4, mode="chat")
-        result["generated"] = outs
+        result["generated"] = generate(reloaded, tok, PROMPTS, max_new_tokens=GEN_TOKENS, mode="chat")
+        result["generated_ids"] = greedy_ids(reloaded, tok, PROMPTS)
+        result["decoded_ids"] = [tok.decode(ids, skip_special_tokens=True) for ids in result["generated_ids"]]
+        result["live_ids"] = live_ids
+        result["eos_id"] = tok.eos_token_id
+        result["continuation"] = continuation_matches(reloaded)
+        base_model, _ = load_for_inference(base_dir)
+        result["continuation_base"] = continuation_matches(base_model)
+        result["base_ids"] = greedy_ids(base_model, tok, PROMPTS)
         if section["name"] == "freeze":
             saved = load_file(str(ckpt / "model.safetensors"))
             base = load_file(str(base_dir / "model.safetensors"))

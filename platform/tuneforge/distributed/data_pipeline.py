@@ -10,6 +10,16 @@ by the deterministic ``repeat_count``, tokenizes and packs. ``PreparedData.repor
 per-source numbers (records, duplicates, skipped, shares, sha256) and the skipped-record report for
 the driver to log to MLflow.
 
+Training order is decided here, by design: the train split's serialized conversations (after
+mixing, one row per copy) go through Ray Data's ``random_shuffle`` with a seed derived from
+``trainer.seed`` *before* tokenizing, so every packed block is a random draw from the whole mix and
+the first steps of a run see every source in its configured share. The shuffle is an all-to-all
+over those rows (serialized JSON, several times smaller than the packed int64 rows it becomes): the
+object store holds, or spills to disk, the whole mixed train split once. Writing with
+``preserve_order`` makes the cache store that order, so every read of the entry streams the same
+rows in the same order. Every packed row also records ``source_tokens``: its trained tokens per
+source of its split (not a model column; it lets the order and the shares be measured).
+
 Tokenized output is cached: ``cache_key`` hashes everything that decides the token rows (every input
 file's sha256 and format, the plan's dedup/split/mix settings, the tokenizer files, template,
 max_seq_len, packing and loss-mask options, and this pipeline's version), the pipeline *writes*
@@ -38,16 +48,19 @@ import ray.data
 from tuneforge.config import JobConfig
 from tuneforge.data import Conversation, FormatSpec, encode_record, pack_examples, pad_examples, parse_bytes
 from tuneforge.data.files import read_bytes
-from tuneforge.data.mixing import repeat_count
+from tuneforge.data.mixing import repeat_count, unit_interval
+from tuneforge.data.packing import IGNORE_INDEX
 from tuneforge.data.plan import DataPlan, keep_record, plan_data
 from tuneforge.models.tokenizer import load_tokenizer
 from tuneforge.tracking.store import tuneforge_home
 
 MODEL_COLUMNS_PACKED = ["input_ids", "labels", "position_ids"]
 MODEL_COLUMNS_PADDED = ["input_ids", "labels", "position_ids", "attention_mask"]
+#: per packed row, trained tokens (label != -100) from each source of the split (index = source index)
+SOURCE_TOKENS = "source_tokens"
 _COUNTERS = ("n_docs", "n_dropped", "n_truncated", "n_too_long", "n_chunked")
 #: bump when the rows this pipeline writes change for the same inputs (invalidates every cache entry)
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: train rows globally shuffled (seeded) before packing; source_tokens
 
 
 @dataclass
@@ -91,7 +104,7 @@ def source_rows(
         copies = 1
         if target == "train":
             copies = repeat_count(conv.content_hash(), row["index"], factors.get(row["index"], 1.0), seed)
-        item = {"conv": json.dumps({**conv.to_dict(), "source": parsed_source})}
+        item = {"conv": json.dumps({**conv.to_dict(), "source": parsed_source}), "src": row["index"]}
         out.extend([item] * copies)
     return out
 
@@ -112,11 +125,30 @@ def source_items(plan: DataPlan, group: str) -> list[dict[str, Any]]:
     return items
 
 
+def _group(job: JobConfig, target: str) -> str:
+    """Which files split ``target`` comes from: eval_files when given (for eval), else train_files."""
+    return "eval" if target == "eval" and job.data.eval_files else "train"
+
+
+def _n_sources(plan: DataPlan, job: JobConfig, target: str) -> int:
+    group = _group(job, target)
+    return sum(1 for sp in plan.sources if sp.split == group)
+
+
+def shuffle_seed(seed: int) -> int:
+    """The seed of the global train-order shuffle, derived from ``trainer.seed``.
+
+    Hashed so that it is a valid NumPy seed for any configured seed (negative ones too; Ray adds
+    the task index to it) and independent of the other uses of the same seed.
+    """
+    return int(unit_interval(seed, "train-order") * 2**31)
+
+
 def _split_dataset(plan: DataPlan, job: JobConfig, target: str) -> ray.data.Dataset:
     """The rows of split ``target``: from train_files (hash split) or from eval_files when given."""
     d = job.data
     has_eval = bool(d.eval_files)
-    group = "eval" if target == "eval" and has_eval else "train"
+    group = _group(job, target)
     items = source_items(plan, group)
     fn = partial(
         source_rows,
@@ -129,6 +161,21 @@ def _split_dataset(plan: DataPlan, job: JobConfig, target: str) -> ray.data.Data
         on_bad=d.on_bad_record,
     )
     return ray.data.from_items(items, override_num_blocks=max(1, len(items))).flat_map(fn)
+
+
+def train_rows(plan: DataPlan, job: JobConfig) -> ray.data.Dataset:
+    """The mixed train split's serialized conversations in training order (a seeded global shuffle).
+
+    Ray's ``random_shuffle`` with an integer seed is deterministic across executions (verified on
+    Ray 2.60: same rows, same order; another seed, another order) as long as its input blocks come in
+    the same order, which they do: one block per source file, in config order. Each file's rows are
+    permuted and cut into one slice per output block, every output block takes one random slice of
+    every file and permutes it, so each output block (and so each stretch of the stream) is a
+    proportional random sample of the whole mix. ``max_records`` then takes the first rows of that
+    order: a quick run trains a sample of the whole mix, not the first file.
+    """
+    ds = _split_dataset(plan, job, "train").random_shuffle(seed=shuffle_seed(job.trainer.seed))
+    return ds.limit(job.data.max_records) if job.data.max_records else ds
 
 
 @lru_cache(maxsize=4)
@@ -146,11 +193,17 @@ def tokenize_and_block(
     train_on_prompt: bool,
     last_turn_only: bool,
     truncation: str,
+    n_sources: int = 1,
 ) -> dict[str, np.ndarray]:
-    """A batch of serialized conversations -> fixed-length model rows (packed or padded) + counters."""
-    examples = []
+    """A batch of serialized conversations -> fixed-length model rows (packed or padded) + counters.
+
+    ``batch["src"]`` (optional; 0 when absent) is each record's source index, of ``n_sources``.
+    """
+    examples: list[dict[str, list[int]]] = []
+    example_sources: list[int] = []
     counts = dict.fromkeys(_COUNTERS, 0)
-    for raw in batch["conv"]:
+    srcs = batch.get("src")
+    for i, raw in enumerate(batch["conv"]):
         result = encode_record(
             Conversation.from_dict(json.loads(raw)),
             tokenizer,
@@ -161,6 +214,7 @@ def tokenize_and_block(
             last_turn_only=last_turn_only,
         )
         examples += result.examples
+        example_sources += [int(srcs[i]) if srcs is not None else 0] * len(result.examples)
         counts["n_docs"] += 1 if result.examples else 0
         counts["n_dropped"] += 0 if result.examples else 1
         counts["n_truncated"] += result.status == "truncated"
@@ -180,10 +234,44 @@ def tokenize_and_block(
         sum(1 for t in r["input_ids"] if t != pad_id) if packing else sum(r["attention_mask"]) for r in rows
     ]
     out["n_real"] = np.asarray(real, dtype=np.int64)
+    out[SOURCE_TOKENS] = _source_tokens(out["labels"], examples, example_sources, n_sources, packing)
     for name, value in counts.items():  # batch totals ride on the batch's first row
         out[name] = np.zeros(len(rows), dtype=np.int64)
         if rows:
             out[name][0] = value
+    return out
+
+
+def _source_tokens(
+    labels: np.ndarray,
+    examples: list[dict[str, list[int]]],
+    sources: list[int],
+    n_sources: int,
+    packing: bool,
+) -> np.ndarray:
+    """Per output row, how many trained tokens (label != -100) came from each source.
+
+    For packed rows the examples are packed a second time with each token replaced by its source
+    index (pad -1): ``pack_examples`` places examples by length alone, so that layout is exactly the
+    real rows' layout, and the real labels say which of those tokens are trained.
+    """
+    rows, max_seq_len = labels.shape
+    out = np.zeros((rows, max(1, n_sources)), dtype=np.int64)
+    if not rows:
+        return out
+    trained = labels != IGNORE_INDEX
+    if packing:
+        tagged = [
+            {"input_ids": [s] * len(e["input_ids"]), "labels": e["labels"]}
+            for e, s in zip(examples, sources, strict=True)
+        ]
+        marks = np.asarray([b["input_ids"] for b in pack_examples(tagged, max_seq_len, -1)], dtype=np.int64)
+    else:
+        marks = np.repeat(np.asarray(sources, dtype=np.int64)[:, None], max_seq_len, axis=1)
+    if marks.shape != labels.shape:
+        raise AssertionError("source layout differs from the packed rows")
+    for s in range(out.shape[1]):
+        out[:, s] = ((marks == s) & trained).sum(axis=1)
     return out
 
 
@@ -193,7 +281,7 @@ def _tokenize_batch(
     return tokenize_and_block(batch, tokenizer=_tokenizer(tokenizer_dir), **kwargs)
 
 
-def _tokenized(ds: ray.data.Dataset, job: JobConfig, tokenizer_dir: str) -> ray.data.Dataset:
+def _tokenized(ds: ray.data.Dataset, job: JobConfig, tokenizer_dir: str, n_sources: int) -> ray.data.Dataset:
     d, t = job.data, job.trainer
     return ds.map_batches(
         _tokenize_batch,
@@ -206,6 +294,7 @@ def _tokenized(ds: ray.data.Dataset, job: JobConfig, tokenizer_dir: str) -> ray.
             "train_on_prompt": d.train_on_prompt,
             "last_turn_only": d.last_turn_only,
             "truncation": d.truncation,
+            "n_sources": n_sources,
         },
     )
 
@@ -277,16 +366,24 @@ def cache_root(job: JobConfig) -> Path:
     return Path(job.data.cache_dir) if job.data.cache_dir else tuneforge_home() / "cache" / "tokenized"
 
 
-def _aggregate_stats(ds: ray.data.Dataset, prefix: str, max_seq_len: int) -> dict[str, float]:
-    """Block and token counts of one written split, summed by Ray Data (one streaming pass)."""
-    from ray.data.aggregate import Count, Sum
+def _split_stats(path: Path, prefix: str, max_seq_len: int) -> dict[str, float]:
+    """Block and token counts of one written split, summed from its Parquet files.
+
+    Only the small counter columns are read, one file at a time, with pyarrow on the driver (the
+    entry is on a filesystem the driver reads anyway): a Ray Data ``aggregate`` here started hash
+    aggregator actors and took 6-10 s per split on a 2-CPU machine, for a handful of integers.
+    """
+    import pyarrow.parquet as pq
 
     columns = ("n_real", *_COUNTERS)
-    agg = ds.aggregate(Count(), *(Sum(c) for c in columns))
-    rows = int(agg.get("count()") or 0)
+    rows, total = 0, dict.fromkeys(columns, 0)
+    for file in sorted(path.glob("*.parquet")):
+        table = pq.read_table(file, columns=list(columns))
+        rows += table.num_rows
+        for c in columns:
+            total[c] += int(np.asarray(table.column(c)).sum())
     if rows == 0:
         return {f"{prefix}_blocks": 0}
-    total = {c: int(agg.get(f"sum({c})") or 0) for c in columns}
     stats: dict[str, float] = {f"{prefix}_blocks": rows}
     names = ("records", "dropped", "truncated", "too_long_dropped", "chunked")
     for name, column in zip(names, _COUNTERS, strict=True):
@@ -298,23 +395,19 @@ def _aggregate_stats(ds: ray.data.Dataset, prefix: str, max_seq_len: int) -> dic
 
 def _write_entry(job: JobConfig, plan: DataPlan, tokenizer_dir: str, entry: Path) -> dict[str, Any]:
     """Tokenize both splits straight into Parquet under a temp dir, then publish it atomically."""
-    d = job.data
     tmp = entry.parent / f".{entry.name}.{uuid.uuid4().hex[:8]}.tmp"
-    train_raw = _split_dataset(plan, job, "train")
-    if d.max_records:
-        train_raw = train_raw.limit(d.max_records)
-    splits = {"train": train_raw, "eval": _split_dataset(plan, job, "eval")}
+    splits = {"train": train_rows(plan, job), "eval": _split_dataset(plan, job, "eval")}
     stats: dict[str, Any] = {}
-    ctx = ray.data.DataContext.get_current()
-    keep_order = ctx.execution_options.preserve_order
-    ctx.execution_options.preserve_order = True  # file names follow block order: reruns read the same rows
-    try:
-        for name, raw in splits.items():
-            _tokenized(raw, job, tokenizer_dir).write_parquet(str(tmp / name))
-            (tmp / name).mkdir(parents=True, exist_ok=True)  # an empty split writes no file
-            stats.update(_aggregate_stats(_read_split(tmp / name), name, job.trainer.max_seq_len))
-    finally:
-        ctx.execution_options.preserve_order = keep_order
+    for name, raw in splits.items():
+        ds = _tokenized(raw, job, tokenizer_dir, _n_sources(plan, job, name))
+        # A Dataset runs with the DataContext copied when its source was created (from_items), so the
+        # order is asked for on the dataset itself: blocks keep their order through the shuffle's
+        # input, tokenizing and writing, and file names follow block order. The entry stores the
+        # seeded training order, and every ordered read streams it.
+        ds.context.execution_options.preserve_order = True
+        ds.write_parquet(str(tmp / name))
+        (tmp / name).mkdir(parents=True, exist_ok=True)  # an empty split writes no file
+        stats.update(_split_stats(tmp / name, name, job.trainer.max_seq_len))
     manifest = {"key": entry.name, "stats": stats, "version": PIPELINE_VERSION}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     try:

@@ -75,12 +75,15 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     eval_shard = ray.train.get_dataset_shard("eval")
 
     def train_batches(epoch: int):
+        # The global order is the cache entry's (a seeded shuffle of the whole mix, written in order;
+        # DataConfig(preserve_order=True) streams it as written). A small seeded local shuffle varies
+        # each epoch reproducibly; NumPy seeds must be non-negative, so the seed is taken mod 2**32.
         return train_shard.iter_torch_batches(
             batch_size=mbs,
             drop_last=True,
             dtypes=torch.long,
             local_shuffle_buffer_size=4 * mbs,
-            local_shuffle_seed=job.trainer.seed + epoch,
+            local_shuffle_seed=(job.trainer.seed + epoch) % 2**32,
         )
 
     # The held-out shard is read once; later evaluations replay it from memory (training/replay.py).

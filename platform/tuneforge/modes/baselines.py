@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneforge.data import Conversation, Message, render_prompt
+from tuneforge.data import Conversation, Message, prompt_text
 from tuneforge.evaluation.evaluate import greedy_generate, intervals_of, per_example_loss
 from tuneforge.evaluation.metrics import score
 from tuneforge.modes.base import Mode
@@ -55,18 +55,22 @@ def score_mode(
     max_new_tokens: int = 64,
     max_seq_len: int = 1024,
     batch_size: int = 16,
+    template: str = "auto",
 ) -> dict[str, np.ndarray]:
-    """Per-example scores of every metric of ``mode`` with ``k``-shot prompts (0 = zero-shot)."""
+    """Per-example scores of every metric of ``mode`` with ``k``-shot prompts (0 = zero-shot).
+
+    ``template`` is the one the tuned model was trained with: base and tuned are asked alike.
+    """
     k = 0 if mode.record_format == "pretrain" else k
     same = pool is None
     pool = list(convs) if pool is None else list(pool)
     shot = [with_shots(c, pick_shots(i, k, pool, same)) if k else c for i, c in enumerate(convs)]
     per: dict[str, np.ndarray] = {}
     if "eval_loss" in mode.metrics:
-        per["eval_loss"] = per_example_loss(model, tokenizer, shot, max_seq_len, batch_size)
+        per["eval_loss"] = per_example_loss(model, tokenizer, shot, max_seq_len, batch_size, template)
     task = [m for m in mode.metrics if m != "eval_loss"]
     if task:
-        prompts = [render_prompt(c) for c in shot]
+        prompts = [prompt_text(c, tokenizer, template) for c in shot]
         refs = [next(m.content for m in reversed(c.messages) if m.role == "assistant") for c in convs]
         preds = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size)
         for name in task:
