@@ -368,6 +368,9 @@ def verdicts(rows: dict[str, dict[str, Any]], mode_name: str) -> dict[str, Any]:
     best = max(tuned, key=mean) if up else min(tuned, key=mean)
     scores = tuned[best]["per_example"][key]
     out: dict[str, Any] = {"metric": metric, "paired_on": key, "best": best}
+    tied = [m for m in tuned if mean(m) == mean(best)]
+    if len(tied) > 1:  # no method is best: say so instead of naming the first
+        out["tied"] = tied
     for base in ("zero_shot", "k_shot", "copy_input"):
         if base in rows and key in rows[base]["per_example"]:
             out[f"vs_{base}"] = paired(scores, rows[base]["per_example"][key], key)
@@ -430,11 +433,8 @@ def markdown(result: dict[str, Any]) -> str:
             goal = "yes" if v["goal"] else "**no**"
             if "beats_copy_input" in v:
                 goal += "; beats copy: " + ("yes" if v["beats_copy_input"] else "**no**")
-            lines.append(
-                f"| {base['short']} | {mode_name} | {LABELS[v['best']]} | "
-                + " | ".join(cells)
-                + f" | {goal} |"
-            )
+            best = " = ".join(LABELS[m] for m in v["tied"]) + " (tie)" if v.get("tied") else LABELS[v["best"]]
+            lines.append(f"| {base['short']} | {mode_name} | {best} | " + " | ".join(cells) + f" | {goal} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -476,6 +476,9 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs recorded under --out/runs")
     ap.add_argument("--lock", default="", help="flock this file around every Ray-using subprocess")
+    ap.add_argument(
+        "--report", type=Path, default=None, help="only rebuild verdicts and modes_table.md from this JSON"
+    )
     args = ap.parse_args()
     names = list(all_modes()) if args.modes == "all" else args.modes.split(",")
     unknown = [m for m in names if m not in all_modes()]
@@ -491,8 +494,24 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def rebuild_report(path: Path) -> None:
+    """Recompute the verdicts of a saved ``modes_table.json`` from its per-example scores, rewrite both
+    files (nothing is trained or scored again)."""
+    result = json.loads(path.read_text())
+    for rows_by_mode in result["table"].values():
+        for mode_name, entry in rows_by_mode.items():
+            entry["verdict"] = verdicts(entry["rows"], mode_name)
+    path.write_text(json.dumps(result, indent=1, default=str))
+    md = markdown(result)
+    path.with_suffix(".md").write_text(md)
+    print(md)
+
+
 def main() -> None:
     args = parse_args()
+    if args.report:
+        rebuild_report(args.report)
+        return
     for key, value in {
         "HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_AUTH_MODE": "disabled",
         "DS_ACCELERATOR": "cpu", "RAY_USAGE_STATS_ENABLED": "0",
