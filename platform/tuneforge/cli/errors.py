@@ -5,6 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import typer
+from rich.console import Console
+
+#: Where every command's one-line errors go (stderr, so ``--json``'s last stdout line stays clean).
+console = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    """Print one clear line and exit 1 (no traceback for input errors)."""
+    console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
 
 @contextmanager
 def user_errors(fail: Callable[[str], None]) -> Iterator[None]:

@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from tuneforge import __version__
+from tuneforge.cli.errors import console, fail
+from tuneforge.cli.progress import promotion_line
 
 app = typer.Typer(
     add_completion=False,
@@ -21,7 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Fine-tune LLMs on a Ray cluster: Ray Data -> Ray Train + DeepSpeed -> MLflow.",
 )
-console = Console(stderr=True)
 
 
 def _register_subcommands() -> None:
@@ -48,12 +48,6 @@ def _defaults_env() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def fail(message: str) -> None:
-    """Print one clear line and exit 1 (no traceback for input errors)."""
-    console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -101,21 +95,6 @@ def _print_summary(s: dict) -> None:
         highlight=False,
         soft_wrap=True,
     )
-
-
-def promotion_line(d: dict | None) -> str:
-    """One line on the gate's decision (or why there was none)."""
-    if d is None:
-        return "not run (registry.promote is false)"
-    metric = d["metric"]
-    cand = f"{metric} {d['candidate']['mean']:.4f}"
-    if d["champion_version"] is None:
-        return f"v{d['candidate_version']} is the first champion ({cand})"
-    champ = f"champion v{d['champion_version']} {d['champion']['mean']:.4f}"
-    if d["promoted"]:
-        return f"v{d['candidate_version']} PROMOTED to champion ({cand} vs {champ})"
-    reasons = "; ".join(d["reasons"])
-    return f"v{d['candidate_version']} rejected, kept as challenger ({cand} vs {champ}): {reasons}"
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _fail(message: str) -> None:
-    from tuneforge.cli.main import fail
+    from tuneforge.cli.errors import fail
 
     fail(message)
 

@@ -85,3 +85,18 @@ class TrainingProgress:
         finally:
             if bar:
                 bar.stop()
+
+
+def promotion_line(d: dict | None) -> str:
+    """One line on the gate's decision (or why there was none)."""
+    if d is None:
+        return "not run (registry.promote is false)"
+    metric = d["metric"]
+    cand = f"{metric} {d['candidate']['mean']:.4f}"
+    if d["champion_version"] is None:
+        return f"v{d['candidate_version']} is the first champion ({cand})"
+    champ = f"champion v{d['champion_version']} {d['champion']['mean']:.4f}"
+    if d["promoted"]:
+        return f"v{d['candidate_version']} PROMOTED to champion ({cand} vs {champ})"
+    reasons = "; ".join(d["reasons"])
+    return f"v{d['candidate_version']} rejected, kept as challenger ({cand} vs {champ}): {reasons}"

@@ -60,7 +60,7 @@ def register_sweep_command(app: typer.Typer, fail, console) -> None:
                 f"registered {summary.registered_model} v{summary.version} as 'challenger'", highlight=False
             )
         if summary.promotion is not None:
-            from tuneforge.cli.main import promotion_line
+            from tuneforge.cli.progress import promotion_line
 
             console.print(f"promotion: {promotion_line(summary.promotion)}", highlight=False)
         console.print(f"sweep dir: {summary.sweep_dir}  plot: {summary.pareto_plot}", highlight=False)

@@ -4,7 +4,13 @@ Read files in many formats into a chat IR, render and encode it with an exact lo
 into batches, split train/eval deterministically, and plan dedup and mixing across sources.
 """
 
-from tuneforge.data.encode import EncodeResult, encode_record, prompt_text, resolve_template
+from tuneforge.data.encode import (
+    EncodeResult,
+    encode_conversation,
+    encode_record,
+    prompt_text,
+    resolve_template,
+)
 from tuneforge.data.errors import DataError
 from tuneforge.data.formats import SUPPORTED_FORMATS, FormatSpec, detect_format, record_to_ir
 from tuneforge.data.ir import ROLES, Conversation, Message
@@ -25,7 +31,6 @@ from tuneforge.data.templates import (
     IGNORE_INDEX,
     TEMPLATES,
     ChatTemplate,
-    encode_conversation,
     get_template,
     render_prompt,
     render_text,

@@ -131,3 +131,33 @@ def finish(enc: dict[str, list[int]], max_seq_len: int | None, truncation: str) 
     if all(label == IGNORE_INDEX for label in enc["labels"]):
         return EncodeResult([], "no_trained_tokens", length)
     return EncodeResult([enc], status, length)
+
+
+def encode_conversation(
+    conv: Conversation,
+    tokenizer: Any,
+    template: str = "chatml",
+    max_seq_len: int | None = None,
+    train_on_prompt: bool = False,
+    truncation: str = "truncate",
+    last_turn_only: bool = False,
+) -> dict[str, list[int]] | None:
+    """Token ids and labels for one conversation, or None when it must be dropped.
+
+    Labels are ``-100`` except on trained messages' content and end marker (``train_on_prompt``
+    trains every token, markup and system/user turns included). Longer than ``max_seq_len``:
+    ``truncation="truncate"`` keeps the head, ``"drop"`` returns None. A result with no trained
+    token left returns None too, because it would contribute nothing but padding to a batch.
+    ``template`` may also be ``auto``/``tokenizer`` (see ``encode.encode_record``, which this wraps;
+    a pretrain record longer than ``max_seq_len`` yields its first block here).
+    """
+    result = encode_record(
+        conv,
+        tokenizer,
+        template,
+        max_seq_len,
+        train_on_prompt=train_on_prompt,
+        truncation=truncation,
+        last_turn_only=last_turn_only,
+    )
+    return result.examples[0] if result.examples else None

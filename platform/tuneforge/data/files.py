@@ -47,6 +47,15 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path: str | Path) -> str:
+    """sha256 hex of a local file, read in 4 MiB blocks (model files do not fit comfortably in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def suffix_of(source: str) -> str:
     """The lower-case file type; anything but the supported ones is an error naming them."""
     suffix = PurePosixPath(source.split("://", 1)[-1]).suffix.lower()

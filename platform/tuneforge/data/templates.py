@@ -246,35 +246,3 @@ def encode_with_template(
 ) -> dict[str, list[int]]:
     """Untruncated ids and labels of a chat record under a text template."""
     return pieces_to_example(template_pieces(conv, tokenizer, template, train_on_prompt, last_turn_only))
-
-
-def encode_conversation(
-    conv: Conversation,
-    tokenizer: Any,
-    template: str = "chatml",
-    max_seq_len: int | None = None,
-    train_on_prompt: bool = False,
-    truncation: str = "truncate",
-    last_turn_only: bool = False,
-) -> dict[str, list[int]] | None:
-    """Token ids and labels for one conversation, or None when it must be dropped.
-
-    Labels are ``-100`` except on trained messages' content and end marker (``train_on_prompt``
-    trains every token, markup and system/user turns included). Longer than ``max_seq_len``:
-    ``truncation="truncate"`` keeps the head, ``"drop"`` returns None. A result with no trained
-    token left returns None too, because it would contribute nothing but padding to a batch.
-    ``template`` may also be ``auto``/``tokenizer`` (see ``encode.encode_record``, which this wraps;
-    a pretrain record longer than ``max_seq_len`` yields its first block here).
-    """
-    from tuneforge.data.encode import encode_record
-
-    result = encode_record(
-        conv,
-        tokenizer,
-        template,
-        max_seq_len,
-        train_on_prompt=train_on_prompt,
-        truncation=truncation,
-        last_turn_only=last_turn_only,
-    )
-    return result.examples[0] if result.examples else None

@@ -6,7 +6,6 @@ promotion gate can compare two models example by example.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from tuneforge.data import (
     render_prompt,
     to_model_inputs,
 )
+from tuneforge.data.files import sha256_file
 from tuneforge.data.trained_format import TrainedFormat
 from tuneforge.evaluation.metrics import get_metric, score
 from tuneforge.evaluation.stats import Interval, bootstrap_ci, ratio_bootstrap_ci
@@ -54,11 +54,7 @@ class EvalReport:
 
 def file_hash(path: str | Path) -> str:
     """Content hash of an evaluation file: evaluation sets are versioned by what they contain."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    return sha256_file(path)[:16]
 
 
 def _examples(conv: Conversation, tokenizer: Any, fmt: TrainedFormat) -> list[dict[str, list[int]]]:
@@ -137,11 +133,12 @@ def per_example_loss(
     ``fmt`` (the trained format) wins over ``template``/``max_seq_len`` when given.
     """
     fmt = fmt or TrainedFormat(template=template, max_seq_len=max_seq_len)
-    sums, counts = loss_sums(model, tokenizer, convs, fmt, batch_size)
-    out = np.full(len(convs), np.nan)
-    scored = counts > 0
-    out[scored] = sums[scored] / counts[scored]
-    return out
+    return mean_losses(*loss_sums(model, tokenizer, convs, fmt, batch_size))
+
+
+def mean_losses(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per-record mean token loss; NaN where a record had no trained token left to score."""
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 @torch.no_grad()
@@ -217,8 +214,8 @@ def evaluate(
     for name in metrics:
         if name == "eval_loss":
             sums, counts = loss_sums(model, tokenizer, convs, fmt)
+            per[name] = mean_losses(sums, counts)
             scored = counts > 0
-            per[name] = np.where(scored, sums / np.maximum(counts, 1), np.nan)
             if scored.any():
                 token_weighted = ratio_bootstrap_ci(sums[scored], counts[scored], seed=seed)
         else:

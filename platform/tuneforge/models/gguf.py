@@ -16,12 +16,13 @@ the package, and that wheel's ``__init__`` imports a plugin host we do not insta
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
 
 import torch
+
+from tuneforge.data.files import sha256_file
 
 PKG_SCHEME = "pkg:"
 GGUF_SUFFIX = ".gguf"
@@ -66,15 +67,6 @@ def is_gguf(path: str | Path) -> bool:
     return True
 
 
-def file_sha256(path: str | Path) -> str:
-    """Content hash of the GGUF file: the conversion cache key (a renamed copy reuses the entry)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def dequantized_copy(loaded: torch.nn.Module) -> torch.nn.Module:
     """A serializable twin of a GGUF-loaded model: same config minus quantization, same weights."""
     from transformers import AutoModelForCausalLM
@@ -102,7 +94,7 @@ def convert_gguf(gguf_path: str | Path, cache_root: str | Path) -> Path:
     gguf_path = Path(gguf_path).resolve()
     if not gguf_path.is_file():
         raise FileNotFoundError(f"model.name_or_path: GGUF file '{gguf_path}' does not exist")
-    sha = file_sha256(gguf_path)
+    sha = sha256_file(gguf_path)  # the cache key: a renamed copy reuses the entry
     out = Path(cache_root) / f"gguf-{sha[:16]}"
     if (out / "config.json").exists() and (out / SOURCE_FILE).exists():
         return out
