@@ -202,7 +202,11 @@ def preview(
             from tuneforge.tracking.store import tuneforge_home
 
             home = tuneforge_home()
-            texts = [] if job.model.name_or_path else [render_text(c, template) for c in convs]
+            # The run's own plan and sampler: a tiny model's BPE is trained on all the job's train files,
+            # as in a run (importing the pipeline loads Ray's modules; nothing is started).
+            from tuneforge.distributed.data_pipeline import build_plan
+
+            texts = [] if job.model.name_or_path else build_plan(job).sample_texts(job.data.template)
             tokenizer = job_tokenizer(
                 job.model, texts, home / "preview" / "base", job.trainer.seed, home / "cache" / "models"
             )

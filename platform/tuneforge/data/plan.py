@@ -92,6 +92,19 @@ class DataPlan:
             if (split, index, ordinal) not in self.drop:
                 yield conv
 
+    def sample_texts(self, template: str, limit: int = 20_000) -> list[str]:
+        """Up to ``limit`` rendered records, every source in order: what a tiny model's BPE is trained
+        on (a run and ``data preview --config`` both call this, so their tokenizers are the same)."""
+        from tuneforge.data.templates import render_text
+
+        texts: list[str] = []
+        for sp in self.sources:
+            for conv in self.iter_conversations(sp.split, sp.index):
+                if len(texts) >= limit:
+                    return texts
+                texts.append(render_text(conv, template))
+        return texts
+
     def conversations(self, split: str, index: int) -> list[Conversation]:
         """``iter_conversations`` as a list (small inputs and tests)."""
         return list(self.iter_conversations(split, index))

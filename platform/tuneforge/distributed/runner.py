@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Protocol
 
 from tuneforge.config import JobConfig, save_config
-from tuneforge.data import render_text
 from tuneforge.data.plan import DataPlan
 from tuneforge.data.trained_format import FORMAT_TAG, format_from_job
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
@@ -142,13 +141,7 @@ def validate_and_sample_texts(job: JobConfig, plan: DataPlan | None = None, limi
     plan = plan or build_plan(job)  # bad records raise here (or are counted with on_bad_record=skip)
     if job.model.name_or_path is not None:
         return []
-    texts: list[str] = []
-    for sp in plan.sources:
-        for conv in plan.iter_conversations(sp.split, sp.index):
-            if len(texts) >= limit:
-                return texts
-            texts.append(render_text(conv, job.data.template))
-    return texts
+    return plan.sample_texts(job.data.template, limit)
 
 
 def total_steps_for(job: JobConfig, train_blocks: int) -> int:

@@ -64,5 +64,7 @@ def job_tokenizer(model_cfg: ModelConfig, texts: Iterable[str], work_dir: Path, 
     """
     from tuneforge.models.tokenizer import load_tokenizer
 
+    if model_cfg.name_or_path is None and model_cfg.tokenizer is None:
+        return train_bpe_tokenizer(texts, model_cfg.tiny.vocab_size)  # what prepare_base trains; no model
     base = prepare_base(model_cfg, texts, work_dir, seed, cache_root)
     return load_tokenizer(tokenizer_dir(model_cfg, base), model_cfg.trust_remote_code)
