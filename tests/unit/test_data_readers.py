@@ -188,7 +188,8 @@ def test_bad_records_name_file_line_and_field(name: str, line: int, field: str, 
         _read(name)
     err = info.value
     assert (err.file, err.line, err.field, err.message) == (path, line, field, message)
-    assert str(err) == ": ".join(p for p in (f"{path}:{line}", field, message) if p)
+    where = f"{path}:{line}" + (f" (record {err.record})" if name.endswith(".json") else "")
+    assert str(err) == ": ".join(p for p in (where, field, message) if p)
     assert "\n" not in str(err)
 
 
@@ -204,7 +205,7 @@ def test_bad_json_inside_an_array_names_the_line(tmp_path: Path) -> None:
     path.write_text('[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "a" "output": "b"}\n]\n')
     with pytest.raises(DataError) as info:
         list(read_conversations(path))
-    assert str(info.value).startswith(f"{path}:3: invalid JSON: Expecting ',' delimiter")
+    assert str(info.value).startswith(f"{path}:3 (record 2): invalid JSON: Expecting ',' delimiter")
 
 
 @pytest.mark.parametrize(

@@ -73,6 +73,7 @@ def validate(
         out.print(f"[red]bad[/red] {f['path']}: {f['problems']} problem(s), {f['records']} good records")
         for e in f["errors"]:
             where = f"{f['path']}:{e['line']}" if e["line"] else f["path"]
+            where += f" (record {e['record']})" if e.get("record") else ""
             out.print("    " + ": ".join(p for p in (where, e["field"], e["message"]) if p))
         if more > 0:
             out.print(f"    ... and {more} more")

@@ -79,14 +79,16 @@ def iter_items(data: bytes, source: str) -> Iterator[RawItem]:
     elif suffix == ".parquet":
         yield from _parquet(data, source)
     else:
-        for line, value in _json_array(_decode_whole(data, source), source):
-            yield line, _object_or_error(value, source, line)
+        for record, (line, value) in enumerate(_json_array(_decode_whole(data, source), source), start=1):
+            yield line, _object_or_error(value, source, line, record)
 
 
-def _object_or_error(value: Any, source: str, line: int) -> dict[str, Any] | DataError:
+def _object_or_error(value: Any, source: str, line: int, record: int = 0) -> dict[str, Any] | DataError:
     if isinstance(value, dict):
         return value
-    return DataError(f"a record must be a JSON object, got {json_type(value)}", source, line, kind="schema")
+    return DataError(
+        f"a record must be a JSON object, got {json_type(value)}", source, line, kind="schema", record=record
+    )
 
 
 def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -183,8 +185,10 @@ def _json_array(text: str, source: str) -> Iterator[tuple[int, Any]]:
         )
     pos = skip_ws(pos + 1)
     line, counted_to = line_of(pos), pos
+    record = 0  # 1-based number of the element being read (errors name it: one-line arrays)
     if not text.startswith("]", pos):
         while True:
+            record += 1
             line += text.count("\n", counted_to, pos)
             counted_to = pos
             if pos >= len(text):
@@ -193,6 +197,7 @@ def _json_array(text: str, source: str) -> Iterator[tuple[int, Any]]:
                     source,
                     line,
                     kind="invalid_json",
+                    record=record,
                 )
             try:
                 value, pos = decoder.raw_decode(text, pos)
@@ -203,6 +208,7 @@ def _json_array(text: str, source: str) -> Iterator[tuple[int, Any]]:
                     source,
                     exc.lineno,
                     kind="invalid_json",
+                    record=record,
                 ) from None
             yield line, value
             pos = skip_ws(pos)
@@ -216,6 +222,7 @@ def _json_array(text: str, source: str) -> Iterator[tuple[int, Any]]:
                     source,
                     line_of(pos),
                     kind="invalid_json",
+                    record=record,
                 )
             else:
                 raise DataError(
@@ -223,6 +230,7 @@ def _json_array(text: str, source: str) -> Iterator[tuple[int, Any]]:
                     source,
                     line_of(pos),
                     kind="invalid_json",
+                    record=record,
                 )
     if skip_ws(pos + 1) != len(text):
         raise DataError(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.data.errors import DataError
-from tuneforge.data.files import iter_items, read_bytes, sha256_hex
+from tuneforge.data.files import iter_items, read_bytes, sha256_hex, suffix_of
 from tuneforge.data.formats import SUPPORTED_FORMATS, FormatSpec, detect_format, record_to_ir
 from tuneforge.data.ir import Conversation
 from tuneforge.data.registry import is_registry, resolve, split_ref
@@ -128,6 +128,7 @@ class RecordStream:
 
     def __iter__(self) -> Iterator[Conversation]:
         source = self.source
+        in_array = suffix_of(source) == ".json"  # every record of a one-line array is on line 1
         for line, item in iter_items(self.data, source):
             self.seen += 1
             try:
@@ -149,6 +150,8 @@ class RecordStream:
                     )
                 conv = record_to_ir(item, self.spec, source, line, explicit=self.explicit)
             except DataError as err:
+                if in_array and not err.record:
+                    err.record = self.seen
                 if self.on_bad == "error":
                     raise
                 self.problems.add(err)

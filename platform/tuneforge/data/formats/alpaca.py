@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tuneforge.data.errors import DataError
-from tuneforge.data.formats.common import FormatSpec, json_type, optional_str, required_str
+from tuneforge.data.formats.common import FormatSpec, json_type, nonempty_answer, optional_str, required_str
 from tuneforge.data.ir import Conversation, Message
 
 
@@ -44,5 +44,7 @@ def _history(raw: Any, field: str, source: str, line: int) -> list[Message]:
                 raise DataError(
                     f"must be a string, got {json_type(text)}", source, line, f"{field}[{i}][{j}]"
                 )
+            if role == "assistant":
+                nonempty_answer(text, source, line, f"{field}[{i}][{j}]")
             out.append(Message(role, text))
     return out

@@ -68,6 +68,20 @@ def required_str(record: dict[str, Any], key: str, source: str, line: int, field
     return value
 
 
+def nonempty_answer(text: str, source: str, line: int, field_name: str, hint: str = "") -> str:
+    """A trained assistant turn must say something: an empty one would train only its end token."""
+    if not text.strip():
+        raise DataError(
+            f"empty assistant content: the turn would train only its end-of-turn token; "
+            f"write the answer or remove the turn{hint}",
+            source,
+            line,
+            field_name,
+            kind="empty_turn",
+        )
+    return text
+
+
 def parse_arguments(raw: Any, source: str, line: int, field_name: str) -> Any:
     """Tool-call arguments: a JSON object, or a string holding one (OpenAI's wire form) -> the object.
 

@@ -11,7 +11,13 @@ import json
 from typing import Any
 
 from tuneforge.data.errors import DataError
-from tuneforge.data.formats.common import FormatSpec, json_type, parse_arguments, parse_tools
+from tuneforge.data.formats.common import (
+    FormatSpec,
+    json_type,
+    nonempty_answer,
+    parse_arguments,
+    parse_tools,
+)
 from tuneforge.data.ir import ROLES, Conversation, Message
 
 
@@ -47,6 +53,8 @@ def _message(msg: Any, field: str, source: str, line: int) -> Message:
     if role == "tool" and name is None and isinstance(msg.get("tool_call_id"), str):
         name = msg["tool_call_id"]
     weight = _weight(msg, role, f"{field}.weight", source, line)
+    if role == "assistant" and calls is None and weight is not False:
+        nonempty_answer(content, source, line, f"{field}.content", " (or give it weight 0)")
     return Message(role=role, content=content, train=weight, tool_calls=calls, name=name)
 
 

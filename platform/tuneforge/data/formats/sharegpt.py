@@ -12,7 +12,14 @@ import json
 from typing import Any
 
 from tuneforge.data.errors import DataError
-from tuneforge.data.formats.common import FormatSpec, json_type, optional_str, parse_arguments, parse_tools
+from tuneforge.data.formats.common import (
+    FormatSpec,
+    json_type,
+    nonempty_answer,
+    optional_str,
+    parse_arguments,
+    parse_tools,
+)
 from tuneforge.data.ir import Conversation, Message
 
 _DEFAULT_TAGS = {
@@ -70,6 +77,8 @@ def sharegpt_to_ir(record: dict[str, Any], spec: FormatSpec, source: str, line: 
             calls = _calls(value, source, line, f"{field}.{content_key}")
             messages.append(Message("assistant", "", tool_calls=calls))
         else:
+            if role == "assistant":
+                nonempty_answer(value, source, line, f"{field}.{content_key}")
             messages.append(Message(role, value))
     tools = parse_tools(record.get(spec.col("tools")), source, line, spec.col("tools"))
     return Conversation(messages=tuple(messages), source=source, line=line, mode="chat", tools=tools)
