@@ -38,6 +38,37 @@ def user_errors(fail: Callable[[str], None]) -> Iterator[None]:
         if type(e) is ValueError:  # our own plain validation errors (messages name the field)
             fail(str(e))
         raise
+    except Exception as e:
+        message = worker_group_message(e)
+        if message is None:
+            raise
+        fail(message)
+
+
+def worker_group_message(exc: BaseException) -> str | None:
+    """The one line for Ray Train's "worker group did not start" (it waited for resources it never got).
+
+    Found by class name anywhere in the chain (``ControllerError.controller_failure``, causes), so
+    this module needs no Ray import.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if type(e).__name__ == "WorkerGroupStartupTimeoutError":
+            n = getattr(e, "num_workers", "?")
+            first = str(e).split(". ", 1)[0]
+            return (
+                f"distributed: the worker group ({n} workers) could not be placed: {first}; the cluster "
+                "lacks the CPUs/GPUs distributed.num_workers x distributed.cpus_per_worker ask for "
+                "(busy, or a node lost): free them or lower distributed.num_workers "
+                "(wait: RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S)"
+            )
+        todo += [getattr(e, "controller_failure", None), e.__cause__, e.__context__]
+    return None
 
 
 def release_ray() -> None:

@@ -62,6 +62,9 @@ def train(
     overrides: list[str] = typer.Argument(None, help="key.sub=value overrides, e.g. trainer.lr=3e-4"),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray and DeepSpeed logs."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Reuse trainer.output_dir even if it holds a different run."
+    ),
 ) -> None:
     """Fine-tune a model as the job config says; log, evaluate and register it."""
     _defaults_env()
@@ -73,7 +76,7 @@ def train(
         from tuneforge.cli.progress import TrainingProgress
         from tuneforge.distributed.runner import run_job
 
-        summary = run_job(job, TrainingProgress(console, quiet=False), verbose=verbose)
+        summary = run_job(job, TrainingProgress(console, quiet=False), verbose=verbose, overwrite=overwrite)
     _print_summary(summary.to_dict())
     if as_json:
         release_ray()  # Ray's log monitor must not print after the JSON line

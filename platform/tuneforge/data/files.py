@@ -118,7 +118,7 @@ def _jsonl(data: bytes, source: str) -> Iterator[RawItem]:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            hint = " (truncated record?)" if exc.pos >= len(text.rstrip()) else ""
+            hint = " (truncated record?)" if _runs_to_the_end(exc, text) else ""
             yield (
                 number,
                 DataError(
@@ -127,6 +127,11 @@ def _jsonl(data: bytes, source: str) -> Iterator[RawItem]:
             )
             continue
         yield number, _object_or_error(value, source, number)
+
+
+def _runs_to_the_end(exc: json.JSONDecodeError, text: str) -> bool:
+    """The JSON stops mid-value: at the end of the text, or in a string never closed before it."""
+    return exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
 
 
 def _text_lines(data: bytes, source: str) -> Iterator[RawItem]:
@@ -202,7 +207,7 @@ def _json_array(text: str, source: str) -> Iterator[tuple[int, Any]]:
             try:
                 value, pos = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
-                hint = " (truncated file?)" if exc.pos >= len(text.rstrip()) else ""
+                hint = " (truncated file?)" if _runs_to_the_end(exc, text) else ""
                 raise DataError(
                     f"invalid JSON: {exc.msg} (column {exc.colno}){hint}",
                     source,

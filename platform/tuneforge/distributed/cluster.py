@@ -2,19 +2,20 @@
 
 Inside ``ray job submit`` (``RAY_ADDRESS`` is set) we call plain ``ray.init()``: passing resources
 when connecting is an error. Locally we size the instance so that training workers *and* Ray Data
-tasks fit (the small-machine deadlock in which Data gets no CPU is avoided by construction).
+tasks fit (the small-machine deadlock in which Data gets no CPU is avoided by construction), but
+never beyond what the machine can honestly promise (``preflight.local_num_cpus``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 
 import ray
 import ray.data
 
 from tuneforge.config import JobConfig
+from tuneforge.distributed.preflight import local_num_cpus
 
 
 def quiet_libraries(verbose: bool) -> None:
@@ -44,8 +45,7 @@ def ensure_ray(job: JobConfig, verbose: bool = False) -> None:
         ray.init(**kwargs)
         return
     d = job.distributed
-    need = math.ceil(d.num_workers * d.cpus_per_worker) + 1
-    kwargs["num_cpus"] = max(os.cpu_count() or 1, need)
+    kwargs["num_cpus"] = local_num_cpus(job)  # honest: a request beyond it fails in check_cluster_fits
     if d.use_gpu:
         import torch
 

@@ -19,6 +19,7 @@ from tuneforge.data.trained_format import FORMAT_TAG, format_from_job
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
 from tuneforge.distributed.data_pipeline import build_datasets, build_plan
 from tuneforge.distributed.holdout import write_holdout
+from tuneforge.distributed.preflight import check_before_work, check_cluster_fits
 from tuneforge.distributed.trainer_factory import make_trainer
 from tuneforge.evaluation.evaluate import file_hash
 from tuneforge.models.base import prepare_base, tokenizer_dir
@@ -158,7 +159,9 @@ def total_steps_for(job: JobConfig, train_blocks: int) -> int:
     return t.max_steps or steps_per_epoch * t.num_epochs
 
 
-def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = False) -> RunSummary:
+def run_job(
+    job: JobConfig, events: RunEvents | None = None, verbose: bool = False, overwrite: bool = False
+) -> RunSummary:
     """Fine-tune, evaluate, log and register one model as the job spec says."""
     events = events or _Silent()
     quiet_libraries(verbose)
@@ -168,6 +171,7 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
     home = tuneforge_home()
     name = _run_name(job)
     run_dir = Path(job.trainer.output_dir or home / "runs" / name).resolve()
+    check_before_work(job, run_dir, overwrite=overwrite)  # output dir, base model, tracking store
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(job, run_dir / "job.yaml")
     job = with_mode_sources(job, run_dir / "modes")  # `modes:` compiled to JSONL train files (else unchanged)
@@ -190,6 +194,7 @@ def run_job(job: JobConfig, events: RunEvents | None = None, verbose: bool = Fal
         log_dict_artifact(run_id, job.model_dump(mode="json"), "config/job.yaml")
         events.phase("starting Ray")
         ensure_ray(job, verbose)
+        check_cluster_fits(job)  # a worker group the cluster cannot place fails now, not never
         events.phase("tokenizing and packing with Ray Data")
         data = build_datasets(job, str(tok_dir), plan)
         if data.cache_hit:

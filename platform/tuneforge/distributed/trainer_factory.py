@@ -11,6 +11,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from tuneforge.config import JobConfig, config_hash
 from tuneforge.distributed.data_pipeline import PreparedData
+from tuneforge.distributed.preflight import START_RETRIES
 from tuneforge.distributed.worker import train_loop_per_worker
 from tuneforge.tracking import tuneforge_home
 
@@ -52,7 +53,7 @@ def make_trainer(
         run_config=RunConfig(
             name=name,
             storage_path=str(storage_path),
-            failure_config=FailureConfig(max_failures=d.max_failures),
+            failure_config=FailureConfig(max_failures=d.max_failures, controller_failure_limit=START_RETRIES),
             checkpoint_config=CheckpointConfig(num_to_keep=None),
             callbacks=callbacks,
         ),

@@ -1,0 +1,127 @@
+"""Driver-side checks that turn a run which could never work into one clear line, early.
+
+``check_before_work`` runs first (no Ray, nothing written): the output directory, the base model
+and its tokenizer, and the tracking store. ``check_cluster_fits`` runs right after Ray is up: a
+worker group that cannot be placed would otherwise wait for resources forever.
+
+A local Ray instance is sized honestly: the machine's CPUs, oversubscribed at most
+``LOCAL_OVERSUBSCRIBE`` times (Ray CPUs are scheduling tokens; a little oversubscription only
+slows a small demo down, a lot of it is a config mistake), plus the one CPU kept for Ray Data.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from tuneforge.config import ConfigError, JobConfig
+
+#: How many times the machine's cores a local instance may promise (``TUNEFORGE_CPU_OVERSUBSCRIBE``).
+LOCAL_OVERSUBSCRIBE = 2.0
+#: CPUs kept free for Ray Data's tokenizing/reading tasks next to the training workers.
+DATA_CPUS = 1
+#: Bounded wait for the worker group's placement group (Ray Train's default 60 s, then retried forever).
+WORKER_GROUP_START_TIMEOUT_S = 60
+#: Worker-group start attempts retried after a timeout (Ray's default: forever) -> at most 2 minutes.
+START_RETRIES = 1
+
+
+def check_before_work(job: JobConfig, run_dir: Path, *, overwrite: bool = False) -> None:
+    """Output directory, base model + tokenizer, tracking store: each refused with one line."""
+    from tuneforge.config.preflight import check_output_dir
+    from tuneforge.models.preflight import check_base_model
+    from tuneforge.tracking import resolve_tracking_uri
+    from tuneforge.tracking.preflight import check_tracking_uri
+
+    check_output_dir(job, run_dir, overwrite)
+    check_base_model(job.model, job.trainer.max_seq_len)
+    field = "tracking.uri" if job.tracking.uri else "MLFLOW_TRACKING_URI"
+    check_tracking_uri(resolve_tracking_uri(job.tracking.uri), field=field)
+
+
+def cpus_needed(job: JobConfig) -> int:
+    """CPUs a run needs: every worker's share, rounded up, plus the Ray Data reserve."""
+    d = job.distributed
+    return math.ceil(d.num_workers * d.cpus_per_worker) + DATA_CPUS
+
+
+def oversubscribe() -> float:
+    try:
+        return max(1.0, float(os.environ.get("TUNEFORGE_CPU_OVERSUBSCRIBE", LOCAL_OVERSUBSCRIBE)))
+    except ValueError:
+        return LOCAL_OVERSUBSCRIBE
+
+
+def local_num_cpus(job: JobConfig, cores: int | None = None) -> int:
+    """CPUs a local instance declares: the need, within [cores, cores x oversubscription]."""
+    cores = cores or os.cpu_count() or 1
+    return max(cores, min(cpus_needed(job), int(cores * oversubscribe())))
+
+
+def fit_problem(
+    job: JobConfig, total: dict[str, float], nodes: list[dict[str, float]], local: bool
+) -> str | None:
+    """Why the job's worker group cannot be placed on a cluster with these resources, or None.
+
+    ``total`` is ``ray.cluster_resources()``; ``nodes`` each alive node's resources (a worker's CPUs
+    and GPU must come from one node).
+    """
+    d = job.distributed
+    asked = f"distributed.num_workers={d.num_workers} x distributed.cpus_per_worker={d.cpus_per_worker:g}"
+    need = d.num_workers * d.cpus_per_worker + DATA_CPUS
+    have = float(total.get("CPU", 0))
+    where = (
+        f"this machine's local Ray instance has {have:g} (its {os.cpu_count()} cores, oversubscribed "
+        f"at most {oversubscribe():g}x)"
+        if local
+        else f"the cluster has {have:g}"
+    )
+    fix = "lower distributed.num_workers or distributed.cpus_per_worker"
+    if need > have + 1e-9:
+        return f"{asked} + {DATA_CPUS} for Ray Data = {need:g} CPUs, but {where}; {fix}"
+    biggest = max((n.get("CPU", 0.0) for n in nodes), default=have)
+    if d.cpus_per_worker > biggest + 1e-9:
+        return (
+            f"distributed.cpus_per_worker={d.cpus_per_worker:g} but the largest node has {biggest:g} CPUs; "
+            "a worker cannot span nodes"
+        )
+    if d.use_gpu:
+        gpus = float(total.get("GPU", 0))
+        if d.num_workers > gpus + 1e-9:
+            return (
+                f"distributed.use_gpu with distributed.num_workers={d.num_workers} needs "
+                f"{d.num_workers} GPUs, but the {'machine' if local else 'cluster'} has {gpus:g}; "
+                "lower distributed.num_workers "
+                "or set distributed.use_gpu=false"
+            )
+    return None
+
+
+def check_cluster_fits(job: JobConfig) -> None:
+    """After ``ensure_ray``: refuse a worker group the connected cluster can never place.
+
+    Also bounds the wait for one that should fit but cannot start (resources taken by someone else,
+    a node lost): Ray Train's worker-group start timeout is set here if the user has not set it.
+    """
+    import ray
+
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(WORKER_GROUP_START_TIMEOUT_S))
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    local = not os.environ.get("RAY_ADDRESS")
+    problem = fit_problem(job, ray.cluster_resources(), nodes, local)
+    if problem:
+        raise ConfigError(problem, field="distributed")
+
+
+__all__ = [
+    "DATA_CPUS",
+    "LOCAL_OVERSUBSCRIBE",
+    "START_RETRIES",
+    "WORKER_GROUP_START_TIMEOUT_S",
+    "check_before_work",
+    "check_cluster_fits",
+    "cpus_needed",
+    "fit_problem",
+    "local_num_cpus",
+]
