@@ -27,10 +27,11 @@ def user_errors(fail: Callable[[str], None]) -> Iterator[None]:
     """
     from tuneforge.config import ConfigError
     from tuneforge.data import DataError
+    from tuneforge.training.resume import TrainingFailed
 
     try:
         yield
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, TrainingFailed) as e:
         fail(str(e))
     except FileNotFoundError as e:
         fail(str(e) if not e.filename else f"{e.filename}: file not found")

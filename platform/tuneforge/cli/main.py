@@ -65,6 +65,12 @@ def train(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Reuse trainer.output_dir even if it holds a different run."
     ),
+    resume: Path | None = typer.Option(
+        None,
+        "--resume",
+        help="Continue a stopped or failed run (its run directory, or one of its checkpoints) "
+        "from its newest complete checkpoint, into the same MLflow run.",
+    ),
 ) -> None:
     """Fine-tune a model as the job config says; log, evaluate and register it."""
     _defaults_env()
@@ -75,8 +81,11 @@ def train(
         job = load_config(config, overrides or [])
         from tuneforge.cli.progress import TrainingProgress
         from tuneforge.distributed.runner import run_job
+        from tuneforge.training.resume import find_run
 
-        summary = run_job(job, TrainingProgress(console, quiet=False), verbose=verbose, overwrite=overwrite)
+        target = find_run(resume) if resume is not None else None
+        events = TrainingProgress(console, quiet=False)
+        summary = run_job(job, events, verbose=verbose, resume=target, overwrite=overwrite)
     _print_summary(summary.to_dict())
     if as_json:
         release_ray()  # Ray's log monitor must not print after the JSON line

@@ -86,9 +86,15 @@ def config_from_dict(data: dict[str, Any]) -> JobConfig:
 
 
 def save_config(cfg: JobConfig, path: Path) -> None:
-    """Write the resolved config as YAML atomically, so a crash never leaves a half-written file behind."""
+    """Write the resolved config as YAML atomically, so a crash never leaves a half-written file behind.
+
+    Secrets (a password in ``tracking.uri``, ``*_token`` values) are written as ``***``: the file is a
+    record of the run, not a way to reconnect (``tuneforge.tracking.redact``).
+    """
+    from tuneforge.tracking.redact import redact_mapping  # lazy: the tracking package imports mlflow
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    text = yaml.safe_dump(redact_mapping(cfg.model_dump(mode="json")), sort_keys=False)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as tmp:

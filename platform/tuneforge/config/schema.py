@@ -100,6 +100,11 @@ class ModelConfig(_Section):
         "trained on the train data.",
     )
     trust_remote_code: bool = Field(False, description="Allow custom modelling code shipped with the model.")
+    allow_pickle: bool = Field(
+        False,
+        description="Load pickle weight files (.bin/.pt/.pth) when the model directory has no safetensors; "
+        "unpickling can run code, so only for directories you trust (a warning is logged).",
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weight dtype; auto = bfloat16 on GPU, float32 on CPU."
     )
@@ -288,7 +293,16 @@ class TrainerConfig(_Section):
         0, ge=0, description="Evaluate every N steps; 0 = only before and after training."
     )
     log_every: int = Field(10, ge=1, description="Log metrics every N steps.")
-    checkpoint_every: int = Field(0, ge=0, description="Checkpoint every N steps; 0 = only at the end.")
+    checkpoint_every: int = Field(
+        0, ge=0, description="Save a resumable checkpoint every N steps; 0 = only the final export."
+    )
+    keep_last: int = Field(2, ge=1, description="Resumable checkpoints kept: the newest N ...")
+    keep_best: int = Field(1, ge=0, description="... plus the N with the lowest eval loss.")
+    batch_ledger: str | None = Field(
+        None,
+        description="Directory where each rank appends a line per trained micro-batch (step, index, "
+        "token fingerprint): an audit that a resumed run neither repeats nor skips data.",
+    )
     seed: int = Field(42, description="Seed for data order, splits, weight init and dropout.")
     deterministic: bool = Field(
         False, description="Use deterministic kernels too (bit-identical reruns on GPU; slower)."
@@ -323,7 +337,11 @@ class DistributedConfig(_Section):
     )
     offload_params: bool = Field(False, description="Keep parameters in CPU memory (needs zero_stage 3).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker.")
-    max_failures: int = Field(0, ge=-1, description="Worker-group restarts on failure; -1 = unlimited.")
+    max_failures: int = Field(
+        3,
+        ge=-1,
+        description="Worker-group restarts on failure, each from the last checkpoint; -1 = unlimited.",
+    )
 
     @model_validator(mode="after")
     def _check_offload(self) -> Self:

@@ -11,6 +11,7 @@ preference/multimodal entries are rejected with a message that says why.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from pathlib import Path
 
@@ -52,6 +53,36 @@ def load_registry(path: str) -> dict[str, dict]:
     return info
 
 
+def entry_path(registry: str, file_name: str, field: str) -> str:
+    """``file_name`` resolved next to ``registry``; refused if it leaves the registry's folder.
+
+    A registry describes the datasets of its own folder, so ``../../etc/passwd`` or an absolute
+    path is an error naming the registry file and the entry's field. The check is lexical (after
+    normalising ``..``), so a symlink inside the folder stays usable.
+    """
+    if is_url(registry):
+        base = posixpath.dirname(registry)
+        scheme, sep, rest = base.partition("://")
+        root = posixpath.normpath(rest) if rest else rest
+        target = posixpath.normpath(posixpath.join(rest, file_name))
+        inside = not posixpath.isabs(file_name) and target.startswith(root.rstrip("/") + "/")
+        data_path = f"{scheme}{sep}{target}"
+    else:
+        root = os.path.normpath(os.path.abspath(Path(registry).parent))
+        target = os.path.normpath(os.path.join(root, file_name))
+        inside = not os.path.isabs(file_name) and target.startswith(root.rstrip(os.sep) + os.sep)
+        data_path = str(Path(Path(registry).parent) / file_name)
+    if not inside:
+        raise DataError(
+            f"{file_name!r} points outside the registry's folder {root}; a registry may only name "
+            "files inside its own folder",
+            registry,
+            field=field,
+            kind="file",
+        )
+    return data_path
+
+
 def resolve(path: str, name: str | None) -> tuple[str, FormatSpec]:
     """The data file and the record layout of registry entry ``name``."""
     if not name:
@@ -82,10 +113,7 @@ def resolve(path: str, name: str | None) -> tuple[str, FormatSpec]:
             field=field,
             kind="file",
         )
-    base = posixpath.dirname(path) if is_url(path) else str(Path(path).parent)
-    data_path = (
-        posixpath.join(base, entry["file_name"]) if is_url(path) else str(Path(base) / entry["file_name"])
-    )
+    data_path = entry_path(path, entry["file_name"], field=f"{name}.file_name")
     formatting = entry.get("formatting", "alpaca")
     if formatting == "sharegpt":
         spec = FormatSpec("sharegpt", {k: columns[k] for k in _SHAREGPT_COLUMNS if k in columns}, dict(tags))

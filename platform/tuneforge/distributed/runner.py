@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+import ray.train
+
 from tuneforge.config import JobConfig, save_config
 from tuneforge.data.plan import DataPlan
 from tuneforge.data.trained_format import FORMAT_TAG, format_from_job
@@ -22,7 +24,7 @@ from tuneforge.distributed.holdout import write_holdout
 from tuneforge.distributed.preflight import check_before_work, check_cluster_fits
 from tuneforge.distributed.trainer_factory import make_trainer
 from tuneforge.evaluation.evaluate import file_hash
-from tuneforge.models.base import prepare_base, tokenizer_dir
+from tuneforge.models.base import model_trust_tags, prepare_base, tokenizer_dir
 from tuneforge.models.io import merge_adapter
 from tuneforge.models.method_traits import MERGEABLE_ADAPTERS, registrable, supports_packing
 from tuneforge.models.methods import check_method_available
@@ -33,16 +35,21 @@ from tuneforge.registry.promotion import promote
 from tuneforge.tracking import (
     LoggedModel,
     end_run,
+    home_dir,
     log_artifacts,
     log_dict_artifact,
     log_hf_model,
     log_params_flat,
+    redact_mapping,
     redact_uri,
     resolve_tracking_uri,
+    set_tags,
     start_run,
     tuneforge_home,
     ui_command,
 )
+from tuneforge.training.checkpoint_store import incomplete_reason, latest_resumable, remove_orphans
+from tuneforge.training.resume import CONFIG_FILE, ResumeTarget, RunRecord, TrainingFailed, resumed_job
 
 
 class RunEvents(Protocol):
@@ -133,6 +140,52 @@ def _log_result(
     return LoggedModel(model_uri=f"runs:/{run_id}/adapter", registered_name=None, version=None)
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error's first line: what killed the workers, without Ray's wrapping."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip(": ")
+
+
+def _resume_point(resume: ResumeTarget, run_dir: Path, name: str, events: RunEvents) -> tuple[str, Path]:
+    """(Ray run name, checkpoint) for a resumption: the named checkpoint, else the newest complete one.
+
+    Each resumption runs under its own Ray name (``<name>-resume<N>``) in the same storage: Ray's
+    snapshot of the earlier attempt still lists checkpoints that retention or orphan removal
+    deleted, and Ray refuses to restore such a snapshot. Incomplete checkpoints are removed here.
+    """
+    storages = [p for p in sorted((run_dir / "ray").glob(f"{name}*")) if p.is_dir()]
+    for storage in storages:
+        for orphan in remove_orphans(storage):
+            events.phase(f"removed an incomplete checkpoint (a crash mid-write): {orphan.name}")
+    if resume.checkpoint is not None:
+        reason = incomplete_reason(resume.checkpoint)
+        if reason is not None:
+            raise ValueError(f"--resume {resume.checkpoint}: not a complete checkpoint ({reason})")
+        chosen: Path | None = resume.checkpoint
+    else:
+        found = [c for c in (latest_resumable(s) for s in storages) if c is not None]
+        chosen = max(found, key=lambda c: c.state.step).path if found else None
+    if chosen is None:
+        raise ValueError(
+            f"--resume {run_dir}: no complete resumable checkpoint "
+            "(set trainer.checkpoint_every to save them)"
+        )
+    events.phase(f"resuming from {chosen.name}")
+    return f"{name}-resume{resume.record.resumes}", chosen
+
+
+def _resume_tags(job: JobConfig) -> dict[str, str]:
+    """What a resumption ran with (its worker count may differ from the run's logged params)."""
+    d, t = job.distributed, job.trainer
+    return {
+        "tuneforge.resume.num_workers": str(d.num_workers),
+        "tuneforge.resume.grad_accum": str(t.grad_accum),
+        "tuneforge.resume.max_steps": str(t.max_steps),
+    }
+
+
 def validate_and_sample_texts(job: JobConfig, plan: DataPlan | None = None, limit: int = 20_000) -> list[str]:
     """Validate every input (via the plan) and return up to ``limit`` rendered train texts.
 
@@ -160,20 +213,31 @@ def total_steps_for(job: JobConfig, train_blocks: int) -> int:
 
 
 def run_job(
-    job: JobConfig, events: RunEvents | None = None, verbose: bool = False, overwrite: bool = False
+    job: JobConfig,
+    events: RunEvents | None = None,
+    verbose: bool = False,
+    resume: ResumeTarget | None = None,
+    overwrite: bool = False,
 ) -> RunSummary:
-    """Fine-tune, evaluate, log and register one model as the job spec says."""
+    """Fine-tune, evaluate, log and register one model as the job spec says.
+
+    With ``resume`` (``train --resume``), the stopped run continues: same run directory, same MLflow
+    run, same Ray storage, from its newest complete checkpoint (training/resume.py says what may change).
+    """
     events = events or _Silent()
     quiet_libraries(verbose)
     check_method_available(job.method, use_gpu=job.distributed.use_gpu)  # QLoRA on CPU: fail before work
     job = without_unsafe_packing(job, events.phase)
+    if resume is not None:
+        job = resumed_job(resume, job, redact_mapping)
     started = time.perf_counter()
     home = tuneforge_home()
-    name = _run_name(job)
+    name = home_dir("runs", _run_name(job), "tracking.run_name").name  # one plain name: no '../' escape
     run_dir = Path(job.trainer.output_dir or home / "runs" / name).resolve()
-    check_before_work(job, run_dir, overwrite=overwrite)  # output dir, base model, tracking store
+    check_before_work(job, run_dir, overwrite=overwrite or resume is not None)  # dir, model, tracking
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(job, run_dir / "job.yaml")
+    if resume is None:
+        save_config(job, run_dir / CONFIG_FILE)
     job = with_mode_sources(job, run_dir / "modes")  # `modes:` compiled to JSONL train files (else unchanged)
 
     events.phase("validating data")
@@ -186,12 +250,22 @@ def run_job(
     fmt.write(run_dir)  # checkpoints and exports under run_dir are scored with it (find_format)
 
     uri = resolve_tracking_uri(job.tracking.uri)
-    run_tags = {"tuneforge.method": job.method.name, FORMAT_TAG: fmt.to_json()}
-    run_id = start_run(uri, job.tracking.experiment, name, tags=run_tags)
+    run_tags = {"tuneforge.method": job.method.name, FORMAT_TAG: fmt.to_json(), **model_trust_tags(job.model)}
+    if resume is None:
+        run_id = start_run(uri, job.tracking.experiment, name, tags=run_tags)
+        record = RunRecord(run_id, name, job.tracking.experiment)
+    else:
+        record = resume.record
+        record.resumes += 1
+        run_id = start_run(uri, job.tracking.experiment, name, run_id=record.run_id)
+        set_tags(run_id, {"tuneforge.resumes": str(record.resumes), **_resume_tags(job)})
+    record.status = "RUNNING"
+    record.write(run_dir)
     status = "FAILED"
     try:
-        log_params_flat(run_id, job.model_dump(mode="json"))
-        log_dict_artifact(run_id, job.model_dump(mode="json"), "config/job.yaml")
+        if resume is None:  # params are write-once in MLflow; a resume records its changes as tags
+            log_params_flat(run_id, job.model_dump(mode="json"))
+            log_dict_artifact(run_id, job.model_dump(mode="json"), "config/job.yaml")
         events.phase("starting Ray")
         ensure_ray(job, verbose)
         check_cluster_fits(job)  # a worker group the cluster cannot place fails now, not never
@@ -205,6 +279,9 @@ def run_job(
         steps = total_steps_for(job, int(data.stats["train_blocks"]))
 
         d = job.distributed
+        ray_name, resume_from = name, None
+        if resume is not None:
+            ray_name, resume_from = _resume_point(resume, run_dir, name, events)
         trainer = make_trainer(
             job,
             base_dir=base_dir,
@@ -213,13 +290,19 @@ def run_job(
             total_steps=steps,
             tracking_uri=uri,
             run_id=run_id,
-            name=name,
+            name=ray_name,
             storage_path=run_dir / "ray",
+            resume_from=resume_from,
         )
         events.phase(f"training: {d.num_workers} workers, ZeRO-{d.zero_stage}, {job.method.name}")
         events.training_started(uri, run_id, steps)
         try:
             result = trainer.fit()
+        except ray.train.TrainingFailedError as exc:
+            raise TrainingFailed(
+                f"training failed ({_root_cause(exc)}) after {d.max_failures} allowed restart(s); "
+                f"the run is resumable: tuneforge train <config> --resume {run_dir}"
+            ) from exc
         finally:
             events.training_finished()
         metrics = result.metrics or {}
@@ -230,6 +313,8 @@ def run_job(
         tags = lineage_tags(job, run_id, file_hash(holdout), fmt)
         logged = _log_result(job, run_id, ckpt, base_dir, run_dir, tags, events)
         status = "FINISHED"
+        record.status = status
+        record.write(run_dir)
         summary = RunSummary(
             run_id=run_id,
             registered_model=logged.registered_name,

@@ -28,10 +28,16 @@ def make_trainer(
     name: str,
     storage_path: Path,
     callbacks: list[Any] | None = None,
+    resume_from: Path | None = None,
 ) -> TorchTrainer:
     """A TorchTrainer whose workers run ``train_loop_per_worker`` on the job's materialised datasets.
 
     The job travels as a plain dict and is re-validated on each worker; gloo on CPU, nccl on GPU.
+    Checkpoints land in ``storage_path/name/checkpoint_step_<step>``; a worker group restarted
+    after a failure (``max_failures``), or a rerun under the same name, resumes from the newest
+    complete one there (or from ``resume_from``). Only the eval set is split by Ray: every worker
+    reads the whole train stream and keeps its strided share (distributed/worker.py), so a data
+    position means the same on any worker count.
     """
     d = job.distributed
     return TorchTrainer(
@@ -41,6 +47,9 @@ def make_trainer(
             "base_dir": str(base_dir),
             "tokenizer_dir": str(tok_dir),
             "total_steps": total_steps,
+            "train_blocks": int(data.stats["train_blocks"]),
+            "storage_dir": str(storage_path / name),
+            "resume_from": str(resume_from) if resume_from else None,
             "tracking_uri": tracking_uri,
             "run_id": run_id,
             "config_hash": config_hash(job),
@@ -59,5 +68,7 @@ def make_trainer(
         ),
         datasets={"train": data.train, "eval": data.eval},
         # Blocks are read from the cache's Parquet files in file order, so a rerun feeds the same rows.
-        dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
+        dataset_config=DataConfig(
+            datasets_to_split=["eval"], execution_options=ExecutionOptions(preserve_order=True)
+        ),
     )

@@ -7,6 +7,9 @@ the Ray-free building blocks of ``tuneforge.training`` fed with this worker's da
 from __future__ import annotations
 
 import resource
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,32 +22,125 @@ from tuneforge.models.factory import load_model, resolve_dtype
 from tuneforge.models.methods import apply_method, count_parameters
 from tuneforge.models.tokenizer import load_tokenizer
 from tuneforge.tracking import log_metrics
+from tuneforge.training.checkpoint import load_resume_state
+from tuneforge.training.checkpoint_store import StoredCheckpoint, incomplete_reason, latest_resumable, prune
 from tuneforge.training.engine import configure_accelerator, seed_everything, setup_engine
 from tuneforge.training.loop import run_loop
 from tuneforge.training.replay import ReplayableBatches
+from tuneforge.training.trainer_state import TrainerState
 
 
 class RayReporter:
     """Rank 0 logs metrics straight to MLflow; every rank reports to Ray Train (a barrier).
 
     Every report also carries the run's cost figures (``extra``: trainable parameters) and this
-    process's peak resident memory, so a sweep can weigh quality against cost per trial.
+    process's peak resident memory, so a sweep can weigh quality against cost per trial. After a
+    checkpoint is on storage, rank 0 applies the retention policy (keep last K + best K).
     """
 
     def __init__(
-        self, rank: int, tracking_uri: str | None, run_id: str | None, extra: dict[str, float] | None = None
+        self,
+        rank: int,
+        tracking_uri: str | None,
+        run_id: str | None,
+        extra: dict[str, float] | None = None,
+        storage_dir: Path | None = None,
+        keep: tuple[int, int] = (2, 1),
     ) -> None:
         self.rank, self.uri, self.run_id = rank, tracking_uri, run_id
         self.extra = dict(extra or {})
+        self.storage_dir, self.keep = storage_dir, keep
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.rank == 0 and self.uri and self.run_id:
             log_metrics(self.uri, self.run_id, metrics, step)
 
-    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None, name: str | None = None) -> None:
         ckpt = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-        ray.train.report({**self.extra, "peak_rss_bytes": float(peak), **metrics}, checkpoint=ckpt)
+        payload = {**self.extra, "peak_rss_bytes": float(peak), **metrics}
+        ray.train.report(payload, checkpoint=ckpt, checkpoint_dir_name=name if ckpt else None)
+        if ckpt is not None and self.rank == 0 and self.storage_dir is not None:
+            prune(self.storage_dir, *self.keep)  # every rank's upload finished: report is a barrier
+
+
+def strided_batches(
+    shard: Any, *, epoch: int, skip: int, usable: int, rank: int, world: int, micro_batch_size: int, seed: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """This rank's micro-batches of ``epoch``: every ``world``-th of one global sequence.
+
+    Every rank reads the whole (unsplit) training stream in the cache's order, with the same seeded
+    local shuffle, so all ranks see the same global sequence of micro-batches; rank ``r`` trains
+    those at indices ``r, r + world, ...``. A data position is then one number (global micro-batches
+    consumed), independent of which worker read what: a resumed run, on any worker count, starts at
+    index ``skip``. ``usable`` trims the epoch to whole optimizer steps, so every rank steps in
+    lockstep. (Ray's streaming_split hands blocks to whichever worker asks first, which cannot be
+    replayed exactly.) The cost is that each rank reads the whole tokenized stream.
+    """
+    batches = shard.iter_torch_batches(
+        batch_size=micro_batch_size,
+        drop_last=True,
+        dtypes=torch.long,
+        local_shuffle_buffer_size=4 * micro_batch_size,
+        local_shuffle_seed=(seed + epoch) % 2**32,  # NumPy seeds must be non-negative
+    )
+    for index, batch in enumerate(batches):
+        if index >= usable:
+            return
+        if index >= skip and index % world == rank:
+            yield batch
+
+
+def resume_point(cfg: dict[str, Any]) -> Path | None:
+    """The checkpoint this attempt continues from, or None for a fresh start.
+
+    The newest complete resumable checkpoint among: what Ray Train hands back after a restart
+    (``get_checkpoint``), what is on storage (a checkpoint uploaded just before a crash is complete
+    there but may never have been registered), and the ``--resume`` checkpoint of the first attempt.
+    """
+    found: list[StoredCheckpoint] = []
+    storage = Path(cfg["storage_dir"]) if cfg.get("storage_dir") else None
+    if storage is not None and (latest := latest_resumable(storage)) is not None:
+        found.append(latest)
+    registered = ray.train.get_checkpoint()
+    for candidate in (registered.path if registered else None, cfg.get("resume_from")):
+        if candidate and incomplete_reason(Path(candidate)) is None:
+            state = TrainerState.load(candidate)
+            if state.resumable:
+                found.append(StoredCheckpoint(Path(candidate), state))
+    return max(found, key=lambda c: c.state.step).path if found else None
+
+
+_STOP = threading.Event()
+
+
+def _install_sigterm_handler() -> None:
+    """SIGTERM (a preemption notice) asks for a checkpoint instead of killing the worker at once.
+
+    Runs on the actor's main thread (only it may install handlers). A second SIGTERM falls through
+    to Ray's own handler, so a worker that cannot reach a step boundary still exits.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        if _STOP.is_set() and callable(previous):
+            previous(signum, frame)
+        _STOP.set()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def stop_on_sigterm() -> Any:
+    """Install the SIGTERM handler in this worker process; returns the "stop requested?" check.
+
+    Ray Train runs the training function in a thread, so the handler is installed through the
+    worker actor's own ``execute`` method, which runs on the process's main thread.
+    """
+    if threading.current_thread() is threading.main_thread():
+        _install_sigterm_handler()
+    else:
+        ray.get(ray.get_runtime_context().current_actor.execute.remote(_install_sigterm_handler))
+    return _STOP.is_set
 
 
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
@@ -66,25 +162,33 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     trainable, total = count_parameters(model)
     engine = setup_engine(model, job, world, cfg["total_steps"], dtype)
     reporter = RayReporter(
-        rank, cfg.get("tracking_uri"), cfg.get("run_id"), extra={"trainable_params": float(trainable)}
+        rank,
+        cfg.get("tracking_uri"),
+        cfg.get("run_id"),
+        extra={"trainable_params": float(trainable)},
+        storage_dir=Path(cfg["storage_dir"]) if cfg.get("storage_dir") else None,
+        keep=(job.trainer.keep_last, job.trainer.keep_best),
     )
     reporter.log({"trainable_params": float(trainable), "total_params": float(total)}, 0)
+
+    start: TrainerState | None = None
+    if (resume := resume_point(cfg)) is not None:
+        start = TrainerState.load(resume)
+        load_resume_state(engine, resume, rank)
+        if rank == 0:
+            print(f"[tuneforge] resuming from {resume.name} (step {start.step})", flush=True)
 
     mbs = job.trainer.micro_batch_size
     train_shard = ray.train.get_dataset_shard("train")
     eval_shard = ray.train.get_dataset_shard("eval")
+    per_step = world * job.trainer.grad_accum
+    usable = (cfg["train_blocks"] // mbs) // per_step * per_step
 
-    def train_batches(epoch: int):
-        # The global order is the cache entry's (a seeded shuffle of the whole mix, written in order;
-        # DataConfig(preserve_order=True) streams it as written). A small seeded local shuffle varies
-        # each epoch reproducibly; NumPy seeds must be non-negative, so the seed is taken mod 2**32.
-        return train_shard.iter_torch_batches(
-            batch_size=mbs,
-            drop_last=True,
-            dtypes=torch.long,
-            local_shuffle_buffer_size=4 * mbs,
-            local_shuffle_seed=(job.trainer.seed + epoch) % 2**32,
-        )
+    def train_batches(epoch: int, skip: int):
+        return strided_batches(
+            train_shard, epoch=epoch, skip=skip, usable=usable, rank=rank, world=world,
+            micro_batch_size=mbs, seed=job.trainer.seed,
+        )  # fmt: skip
 
     # The held-out shard is read once; later evaluations replay it from memory (training/replay.py).
     eval_batches = ReplayableBatches(
@@ -96,10 +200,13 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         tokenizer,
         job,
         rank=rank,
+        world=world,
         total_steps=cfg["total_steps"],
         train_batches=train_batches,
         eval_batches=eval_batches,
         reporter=reporter,
         device=device,
         config_hash=cfg["config_hash"],
+        start=start,
+        stop_requested=stop_on_sigterm(),
     )

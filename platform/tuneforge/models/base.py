@@ -4,6 +4,9 @@ Workers load from a directory (never from a hub), so the driver resolves the bas
 configured local HF directory; a GGUF file (or ``pkg:`` file inside an installed package) converted
 once into a cached HF directory (``models/gguf.py``); or a tiny random-init model built from the
 config with a BPE tokenizer trained on the job's own training texts.
+
+Weights load from safetensors only: a directory holding only pickle files (``pytorch_model.bin``)
+is refused, or with ``model.allow_pickle`` converted once into a cached safetensors copy.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tuneforge.config import ModelConfig
-from tuneforge.models.factory import build_tiny_model
+from tuneforge.models.factory import build_tiny_model, check_weight_files, pickle_weight_files
 from tuneforge.models.gguf import convert_gguf, is_gguf, local_model_path
-from tuneforge.models.io import save_hf
+from tuneforge.models.io import safetensors_copy, save_hf
 from tuneforge.models.tokenizer import train_bpe_tokenizer
+
+TRUST_REMOTE_CODE_TAG = "tuneforge.trust_remote_code"
 
 
 def prepare_base(
@@ -38,6 +43,10 @@ def prepare_base(
                 f"model.name_or_path: '{path}' is not a local Hugging Face model directory "
                 "(no config.json) or a .gguf file; tuneforge never downloads weights at run time"
             )
+        check_weight_files(path, model_cfg.allow_pickle)  # pickle-only weights: refused unless allowed
+        if pickle_weight_files(path) and not any(path.glob("*.safetensors")):
+            cache = cache_root or out_dir.parent / "model-cache"
+            return safetensors_copy(path, cache, model_cfg.trust_remote_code)
         return path
     tiny = model_cfg.tiny
     tokenizer = train_bpe_tokenizer(texts, tiny.vocab_size)
@@ -49,6 +58,11 @@ def prepare_base(
         eos_token_id=tokenizer.eos_token_id,
     )
     return save_hf(model, tokenizer, out_dir)
+
+
+def model_trust_tags(model_cfg: ModelConfig) -> dict[str, str]:
+    """Run tags recording the model's trust settings: ``tuneforge.trust_remote_code`` = true|false."""
+    return {TRUST_REMOTE_CODE_TAG: str(model_cfg.trust_remote_code).lower()}
 
 
 def tokenizer_dir(model_cfg: ModelConfig, base_dir: Path) -> Path:

@@ -1,7 +1,8 @@
 """Base models: build a tiny random-init model from a config, or load a local Hugging Face one.
 
 Nothing here downloads: ``name_or_path`` must be a local directory (``HF_HUB_OFFLINE`` is honoured
-by transformers), and remote code runs only when the config says so.
+by transformers), remote code runs only when the config says so, and weights load from safetensors
+only unless ``model.allow_pickle`` is set (``check_weight_files``).
 
 Config overrides (``model.dropout``, ``model.rope_scaling``) are applied in ``load_model``, the one
 path every worker takes for tiny and real bases alike: the base directory stays the unmodified base
@@ -10,16 +11,21 @@ model, and the trained checkpoints carry the overridden config (so they reload a
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
-from tuneforge.config import ModelConfig, TinyModelConfig
+from tuneforge.config import ConfigError, ModelConfig, TinyModelConfig
 from tuneforge.config.schema import RopeScalingConfig
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_log = logging.getLogger(__name__)
+
+PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth")
+"""Weight files written with ``torch.save`` (pickle): loading one can run arbitrary code."""
 
 # Dropout probabilities ``model.dropout`` sets, where a config has them. Llama has only
 # ``attention_dropout`` (its MLP and residual paths have no dropout); the others cover
@@ -126,18 +132,74 @@ def apply_overrides(config: Any, cfg: ModelConfig) -> Any:
     return config
 
 
+def pickle_weight_files(path: str | Path) -> list[Path]:
+    """Pickle-based weight files (``pytorch_model.bin``, ``*.pt``, ``*.pth``) at the top of a model dir.
+
+    ``training_args.bin`` and other files that are not weights are not counted: only names that
+    transformers would read as weights (``pytorch_model*``, ``model*``, ``adapter_model*``) or any
+    ``.pt``/``.pth`` file.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return []
+    found = []
+    for f in sorted(folder.iterdir()):
+        if not f.is_file() or f.suffix not in PICKLE_WEIGHT_SUFFIXES:
+            continue
+        if f.suffix != ".bin" or f.name.startswith(("pytorch_model", "model", "adapter_model")):
+            found.append(f)
+    return found
+
+
+def check_weight_files(path: str | Path, allow_pickle: bool, field: str = "model.name_or_path") -> None:
+    """Refuse a model directory whose weights exist only as pickle files, unless ``allow_pickle``.
+
+    Weights load from safetensors only (``use_safetensors=True``). A directory with safetensors
+    weights passes even if it also has pickle files (they are never read). With only pickle files
+    it is a ConfigError naming the directory and ``model.allow_pickle``; with ``allow_pickle`` it
+    loads, after a logged warning.
+    """
+    folder = Path(path)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickles = pickle_weight_files(folder)
+    if not pickles:
+        return
+    names = ", ".join(f.name for f in pickles[:3]) + (" ..." if len(pickles) > 3 else "")
+    if not allow_pickle:
+        raise ConfigError(
+            f"'{folder}' holds only pickle weight files ({names}); tuneforge loads safetensors only, "
+            "because unpickling can run arbitrary code. Convert the weights to safetensors, or set "
+            "model.allow_pickle: true if you trust this directory",
+            field=field,
+        )
+    _log.warning(
+        "model.allow_pickle is set: loading pickle weight files (%s) from %s; unpickling can run "
+        "arbitrary code, so only do this for a directory you trust",
+        names,
+        folder,
+    )
+
+
+def safetensors_only(cfg: ModelConfig) -> bool | None:
+    """``use_safetensors`` for ``from_pretrained``: True (safetensors or fail) unless pickle is allowed."""
+    return None if cfg.allow_pickle else True
+
+
 def load_model(path: str | Path, cfg: ModelConfig, use_gpu: bool = False) -> PreTrainedModel:
     """Load a local causal LM with the configured dtype, attention kernel, remote-code policy and overrides.
 
     RoPE buffers are not saved weights (they are computed from the config at construction), so
     scaling the config before ``from_pretrained`` is all it takes.
     """
+    check_weight_files(path, cfg.allow_pickle)
     config = AutoConfig.from_pretrained(str(path), trust_remote_code=cfg.trust_remote_code)
     apply_overrides(config, cfg)
     kwargs: dict = {
         "config": config,
         "dtype": resolve_dtype(cfg.dtype, use_gpu),
         "trust_remote_code": cfg.trust_remote_code,
+        "use_safetensors": safetensors_only(cfg),
     }
     if cfg.attn_implementation != "auto":
         kwargs["attn_implementation"] = cfg.attn_implementation

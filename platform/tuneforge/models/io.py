@@ -53,9 +53,44 @@ def save_hf(
     return Path(out_dir)
 
 
+def safetensors_copy(model_dir: str | Path, cache_root: str | Path, trust_remote_code: bool = False) -> Path:
+    """The cached safetensors twin of a pickle-only model directory (converted on first use).
+
+    Called only once ``model.allow_pickle`` has allowed it (``factory.check_weight_files``): the
+    pickle files are read here, once, and every later load (workers, merges, the registry) reads
+    safetensors. Keyed by the pickle files' content, so an edited directory is converted again.
+    """
+    import hashlib
+
+    from tuneforge.data.files import sha256_file
+    from tuneforge.models.factory import pickle_weight_files
+
+    source = Path(model_dir).resolve()
+    pickles = pickle_weight_files(source)
+    digest = hashlib.sha256()
+    for f in pickles:
+        digest.update(f"{f.name}:{sha256_file(f)}\n".encode())
+    out = Path(cache_root) / f"pickle-{digest.hexdigest()[:16]}"
+    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
+        return out
+    skip = {f.name for f in pickles} | {"pytorch_model.bin.index.json"}
+    model = AutoModelForCausalLM.from_pretrained(
+        str(source), dtype="auto", use_safetensors=False, trust_remote_code=trust_remote_code
+    )
+
+    def _copy_side_files(tmp: Path) -> None:  # tokenizer, generation config: everything but weights
+        for f in source.iterdir():
+            if f.is_file() and f.name not in skip and not (tmp / f.name).exists():
+                shutil.copy2(f, tmp / f.name)
+
+    return save_hf(model, None, out, extra=_copy_side_files)
+
+
 def load_adapter_model(base_dir: str | Path, adapter_dir: str | Path, trust_remote_code: bool = False):
-    """Base model from ``base_dir`` with the adapter in ``adapter_dir`` applied (eval mode)."""
-    base = AutoModelForCausalLM.from_pretrained(str(base_dir), trust_remote_code=trust_remote_code)
+    """Base model from ``base_dir`` (safetensors only) plus the adapter in ``adapter_dir``, in eval mode."""
+    base = AutoModelForCausalLM.from_pretrained(
+        str(base_dir), trust_remote_code=trust_remote_code, use_safetensors=True
+    )
     return PeftModel.from_pretrained(base, str(adapter_dir)).eval()
 
 

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 from mlflow.entities import Metric, Param
@@ -31,11 +30,17 @@ from mlflow.utils.validation import (
     MAX_PARAMS_TAGS_PER_BATCH,
 )
 
+from tuneforge.tracking.redact import redact_mapping, redact_uri
+
 HOME_ENV = "TUNEFORGE_HOME"
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
 _SQLITE_PREFIX = "sqlite:///"
 _TRUNCATION_MARK = "...[truncated {n} chars]"
+
+# On ending a run against a tracking server MLflow prints "View run <name> at: <tracking URI>/#/...",
+# userinfo password included. tuneforge prints its own, redacted, address (``ui_command``) instead.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def tuneforge_home() -> Path:
@@ -48,6 +53,22 @@ def tuneforge_home() -> Path:
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def home_dir(kind: str, name: str, field: str) -> Path:
+    """``<tuneforge_home()>/<kind>/<name>`` (``runs/<run name>``, ``sweeps/<sweep name>``), not created.
+
+    ``name`` comes from a config or the command line and must be one plain directory name: one
+    with ``/``, ``\\`` or ``..`` would put the run outside ``<home>/<kind>``, so it is a ValueError
+    naming ``field``.
+    """
+    root = tuneforge_home() / kind
+    if not name or name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
+        raise ValueError(
+            f"{field}: {name!r} names a directory under {root} and must be a single name "
+            "(no '/', '\\' or '..')"
+        )
+    return root / name
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -74,15 +95,6 @@ def sqlite_db_path(uri: str) -> Path | None:
     if not path or path == ":memory:":
         return None
     return Path(path)
-
-
-def redact_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***``, for printing or logging a store address."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def ui_command(uri: str) -> str:
@@ -125,16 +137,32 @@ def experiment_id_for(uri: str, experiment: str) -> str:
         return found.experiment_id
 
 
-def start_run(uri: str, experiment: str, run_name: str | None, tags: dict[str, str] | None = None) -> str:
+def start_run(
+    uri: str,
+    experiment: str,
+    run_name: str | None,
+    tags: dict[str, str] | None = None,
+    run_id: str | None = None,
+) -> str:
     """Point this process at ``uri``, open a run in ``experiment`` and return its run_id.
 
+    With ``run_id`` the existing run is reopened (a resumed training run keeps one MLflow run).
     The run stays active in this process (so ``mlflow.log_*`` and model logging attach to it);
     the caller closes it with :func:`end_run`, passing FAILED/KILLED when training did not finish.
     """
     mlflow.set_tracking_uri(uri)
+    if run_id is not None:
+        return mlflow.start_run(run_id=run_id).info.run_id
     experiment_id = experiment_id_for(uri, experiment)
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
     return run.info.run_id
+
+
+def set_tags(run_id: str, tags: dict[str, str]) -> None:
+    """Set (or overwrite) tags on ``run_id``; unlike params, tags may change over a run's life."""
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
 
 
 def end_run(status: str = "FINISHED") -> None:
@@ -167,13 +195,17 @@ def _param_value(value: Any) -> str:
 
 
 def flatten_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """``{"trainer": {"lr": 1e-4}}`` -> ``{"trainer.lr": "0.0001"}``, values made MLflow-safe."""
-    return {key: _param_value(value) for key, value in _flatten(params)}
+    """``{"trainer": {"lr": 1e-4}}`` -> ``{"trainer.lr": "0.0001"}``, values made MLflow-safe.
+
+    Secrets are redacted first (``tracking/redact.py``): a password in a URI, a ``*_token`` value.
+    """
+    return {key: _param_value(value) for key, value in _flatten(redact_mapping(params))}
 
 
 def log_params_flat(run_id: str, params: dict) -> None:
     """Log a nested config as dotted params, in batches of MLflow's per-request limit.
 
+    Values are redacted (:func:`flatten_params`), so no caller can log a secret by forgetting to.
     Params are immutable in MLflow: logging a key again with a different value raises, which is
     the right signal that a resumed run was given a different config.
     """
@@ -207,8 +239,8 @@ def log_metrics(uri: str, run_id: str, metrics: dict[str, float], step: int) -> 
 
 
 def log_dict_artifact(run_id: str, obj: dict, artifact_file: str) -> None:
-    """Store ``obj`` as a JSON/YAML file (by extension) in the run's artifacts, e.g. the config."""
-    mlflow.MlflowClient().log_dict(run_id, obj, artifact_file)
+    """Store ``obj``, redacted, as a JSON/YAML file (by extension) in the run's artifacts (the config)."""
+    mlflow.MlflowClient().log_dict(run_id, redact_mapping(obj), artifact_file)
 
 
 def log_artifacts(run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None) -> None:

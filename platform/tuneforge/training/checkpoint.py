@@ -7,8 +7,14 @@ Layout of a checkpoint directory:
 * adapters (LoRA/DoRA/QLoRA/IA3) and prompt learning (prompt/prefix/P-tuning): the standard PEFT layout
   (``adapter_config.json`` + ``adapter_model.safetensors``) + tokenizer, loadable by
   ``PeftModel.from_pretrained`` on the base named in ``base_model_name_or_path``;
-* ``tuneforge/trainer_state.json``: step, epoch and batches consumed in that epoch (the data
-  position a resume skips to), and the job's config hash;
+* ``tuneforge/trainer_state.json``: step, epoch and the global micro-batches consumed in that epoch
+  (the data position a resume skips to), the world size and accumulation that produced it, the
+  eval loss at that step, and the job's config hash;
+* ``tuneforge/ds/`` (intermediate checkpoints, ``resumable``): DeepSpeed's own
+  ``engine.save_checkpoint`` state, every rank's share (optimizer and scheduler states, ZeRO
+  partitions), and ``tuneforge/rng/rank<r>.json``, each rank's RNG states; a resumed run continues
+  from exactly here. The final checkpoint is the export and carries none of it;
+* ``tuneforge/complete.rank<r>.json``: each rank's completion marker (training/checkpoint_store.py);
 * ``tuneforge/probe.safetensors``: logits of the in-memory model on a fixed probe input, so any
   reader can check that what was saved is what was trained. Prompt/P-tuning prepend virtual tokens
   to the logits; the probe keeps only the positions of the real input, so it has the same shape for
@@ -27,7 +33,7 @@ import json
 import shutil
 import tempfile
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +43,14 @@ from safetensors.torch import save_file
 
 from tuneforge.models.io import atomic_dir
 from tuneforge.models.methods import is_adapter
+from tuneforge.training.checkpoint_store import write_marker
 from tuneforge.training.consolidate import save_zero3_streamed
+from tuneforge.training.rng import save_rng_state
+from tuneforge.training.trainer_state import STATE_FILE, TrainerState
 
-STATE_FILE = "tuneforge/trainer_state.json"
+DS_DIR = "tuneforge/ds"
+DS_TAG = "state"
 PROBE_FILE = "tuneforge/probe.safetensors"
-
-
-@dataclass
-class TrainerState:
-    """Where training stands: enough to resume at the same step and data position."""
-
-    step: int
-    epoch: int
-    batches_in_epoch: int
-    config_hash: str
-
-    @classmethod
-    def load(cls, ckpt_dir: str | Path) -> TrainerState:
-        return cls(**json.loads((Path(ckpt_dir) / STATE_FILE).read_text()))
 
 
 def probe_input(vocab_size: int, length: int = 32) -> torch.Tensor:
@@ -107,12 +103,18 @@ def save_checkpoint(
     zero_stage: int,
     state: TrainerState,
     probe: torch.Tensor | None,
+    resumable: bool = False,
+    rng: dict[str, Any] | None = None,
 ) -> Path | None:
-    """Save the engine's model; every rank must call this. Returns the directory on rank 0.
+    """Save the engine's model; every rank must call this. Returns the directory this rank reports.
 
-    Rank 0 writes into a temporary sibling renamed into place at the end (atomic); other ranks
-    only join the collectives and write into a scratch dir that is thrown away.
+    Rank 0 writes the export (model, tokenizer, state, probe) into a temporary sibling that is
+    renamed into place at the end (atomic). With ``resumable``, every rank also writes its share of
+    DeepSpeed's state and its RNG state (``rng``, captured before anything drew from the RNGs)
+    into its own ``out_dir`` and reports it (Ray merges the ranks' folders on storage); each
+    rank's completion marker is its last file. Without it, other ranks only join the collectives.
     """
+    state.resumable = resumable
     if rank == 0:
         assert out_dir is not None
         with atomic_dir(out_dir) as tmp:
@@ -124,13 +126,54 @@ def save_checkpoint(
             if probe is not None:
                 ids = probe_input(int(engine.module.config.vocab_size), probe.shape[1])
                 save_file({"input_ids": ids, "logits": probe.contiguous()}, str(tmp / PROBE_FILE))
+            if resumable:
+                _write_resume_state(engine, tmp, rank, rng)
+            write_marker(tmp, rank)
         return out_dir
     scratch = Path(tempfile.mkdtemp(prefix="tuneforge-rank-"))
     try:
         _write_model(engine, scratch, rank, zero_stage)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return None
+    if not resumable:
+        return None
+    assert out_dir is not None
+    with atomic_dir(out_dir) as tmp:
+        _write_resume_state(engine, tmp, rank, rng)
+        write_marker(tmp, rank)
+    return out_dir
+
+
+def _write_resume_state(engine: Any, target: Path, rank: int, rng: dict[str, Any] | None) -> None:
+    """DeepSpeed's checkpoint (a collective) and this rank's RNG state, under ``target``.
+
+    Frozen weights are left out (a LoRA run's base is reloaded from the base model); no ``latest``
+    file, because the tag is fixed and the step lives in trainer_state.json.
+    """
+    engine.save_checkpoint(
+        str(target / DS_DIR), tag=DS_TAG, client_state={}, save_latest=False, exclude_frozen_parameters=True
+    )
+    save_rng_state(target, rank, rng)
+
+
+def load_resume_state(engine: Any, ckpt_dir: Path, rank: int) -> bool:
+    """Load DeepSpeed's state (every rank) and this rank's RNG state from ``ckpt_dir``.
+
+    Returns whether this rank found its own RNG state (a rank added by a larger world has none).
+    The module is loaded non-strictly: frozen weights were excluded when saving.
+    """
+    from tuneforge.training.rng import load_rng_state
+
+    path, _ = engine.load_checkpoint(
+        str(ckpt_dir / DS_DIR),
+        tag=DS_TAG,
+        load_module_strict=False,
+        load_optimizer_states=True,
+        load_lr_scheduler_states=True,
+    )
+    if path is None:
+        raise RuntimeError(f"{ckpt_dir}: DeepSpeed found no checkpoint under {DS_DIR}/{DS_TAG}")
+    return load_rng_state(ckpt_dir, rank)
 
 
 def _write_model(engine: Any, target: Path, rank: int, zero_stage: int) -> None:

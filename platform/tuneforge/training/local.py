@@ -88,7 +88,7 @@ class RecordingReporter:
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.logged.append((step, dict(metrics)))
 
-    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None, name: str | None = None) -> None:
         self.reports.append(dict(metrics))
         if checkpoint_dir is None:
             return

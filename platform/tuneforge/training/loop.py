@@ -6,7 +6,9 @@ callables and results leave through a ``Reporter``. The Ray glue supplies both, 
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -22,8 +24,10 @@ from tuneforge.config import JobConfig
 from tuneforge.data import to_model_inputs
 from tuneforge.models.freeze import on_optimizer_step
 from tuneforge.training.checkpoint import TrainerState, probe_logits, save_checkpoint
+from tuneforge.training.checkpoint_store import fingerprint
 from tuneforge.training.early_stopping import EarlyStopper
 from tuneforge.training.engine import seed_everything
+from tuneforge.training.rng import capture
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -34,8 +38,8 @@ class Reporter(Protocol):
     def log(self, metrics: dict[str, float], step: int) -> None:
         """Rank-0 metric logging (MLflow); may be a no-op."""
 
-    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-        """Hand metrics (+ a checkpoint from rank 0) to the orchestrator; a barrier across ranks."""
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None, name: str | None = None) -> None:
+        """Hand metrics (+ this rank's checkpoint folder, ``name`` on storage) onward; a barrier."""
 
 
 @dataclass
@@ -84,67 +88,132 @@ def evaluate(engine: Any, batches: Iterable[Batch], device: torch.device) -> flo
     return total_loss / total_tokens if total_tokens else math.nan
 
 
+@dataclass
+class _Position:
+    """Where the loop stands; what a resumable checkpoint records and a resumed loop starts from."""
+
+    step: int = 0
+    epoch: int = 0
+    consumed: int = 0  # global micro-batches of ``epoch`` trained (all ranks together)
+    tokens: float = 0.0
+
+
+class BatchLedger:
+    """An append-only record of every micro-batch a rank trained: the audit a resume is checked by.
+
+    One JSON line per micro-batch (process id, rank, optimizer step, epoch, global index within the
+    epoch, and a fingerprint of its token ids), flushed as written, so that a killed worker's file
+    holds everything it trained up to the kill.
+    """
+
+    def __init__(self, directory: str | None, rank: int) -> None:
+        self.fh = None
+        if directory:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            self.fh = (Path(directory) / f"rank{rank}.jsonl").open("a")
+        self.rank, self.pid = rank, os.getpid()
+
+    def record(self, step: int, epoch: int, index: int, input_ids: torch.Tensor) -> None:
+        if self.fh is None:
+            return
+        fp = fingerprint(input_ids.detach().cpu().contiguous().numpy().tobytes())
+        line = {"pid": self.pid, "rank": self.rank, "step": step, "epoch": epoch, "index": index, "fp": fp}
+        self.fh.write(json.dumps(line) + "\n")
+        self.fh.flush()
+
+
 def run_loop(
     engine: Any,
     tokenizer: Any,
     job: JobConfig,
     *,
     rank: int,
+    world: int,
     total_steps: int,
-    train_batches: Callable[[int], Iterable[Batch]],
+    train_batches: Callable[[int, int], Iterable[Batch]],
     eval_batches: Callable[[], Iterable[Batch]],
     reporter: Reporter,
     device: torch.device,
     config_hash: str,
+    start: TrainerState | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> LoopResult:
     """Train for ``total_steps`` optimizer steps (fewer if early stopping fires), cycling epochs.
 
-    The final checkpoint is saved and reported either way; the final metrics carry ``stopped_early``
-    (0/1) and ``best_eval_loss`` (the lowest eval loss seen, the pre-training one included).
-    The RNGs are re-seeded here so that dropout draws do not depend on how many random numbers
-    model building consumed (LoRA init, say): same seed, same data -> same loss trajectory.
+    ``train_batches(epoch, skip)`` yields this rank's micro-batches of ``epoch`` after the first
+    ``skip`` global ones; ``start`` (a resumable checkpoint's state, its DeepSpeed and RNG states
+    already loaded) continues a run from its step and data position instead of step 0. Every
+    ``checkpoint_every`` steps a resumable checkpoint is reported; when ``stop_requested`` turns
+    true on any rank (SIGTERM: a preemption notice) all ranks save one and :class:`Preempted` is
+    raised. The final checkpoint is saved and reported either way; the final metrics carry
+    ``stopped_early`` (0/1) and ``best_eval_loss`` (the lowest eval loss seen, the pre-training one
+    included). A fresh run re-seeds the RNGs here so that dropout draws do not depend on how many
+    random numbers model building consumed (LoRA init, say): same seed, same data -> same losses.
     """
     t = job.trainer
-    seed_everything(t.seed, t.deterministic)
     stopper = EarlyStopper.from_config(t.early_stopping)
     stage = job.distributed.zero_stage
     vocab = int(engine.module.config.vocab_size)
-    eval_before = evaluate(engine, eval_batches(), device)
-    reporter.log({"eval_loss": eval_before}, 0)
-    history: list[dict[str, float]] = [{"step": 0, "eval_loss": eval_before}]
+    pos = _Position()
+    if start is None:
+        seed_everything(t.seed, t.deterministic)
+        eval_before = evaluate(engine, eval_batches(), device)
+        reporter.log({"eval_loss": eval_before}, 0)
+        last_eval = eval_before
+    else:
+        pos = _Position(start.step, start.epoch, start.batches_in_epoch, start.train_tokens)
+        eval_before, last_eval = start.eval_loss_before, start.eval_loss
+        reporter.log({"resumed_from_step": float(start.step)}, start.step)
+    history: list[dict[str, float]] = [{"step": float(pos.step), "eval_loss": last_eval}]
     if stopper is not None:
         stopper.update(eval_before)
+    ledger = BatchLedger(t.batch_ledger, rank)
+    per_step = world * t.grad_accum
 
-    step = epoch = batches_in_epoch = 0
-    tokens = window_tokens = 0.0
+    window_tokens = 0.0
     window_loss: list[float] = []
     train_time = 0.0
-    last_eval = eval_before
     tick = time.perf_counter()
+
+    def state(resumable_eval: float) -> TrainerState:
+        return TrainerState(
+            pos.step, pos.epoch, pos.consumed, config_hash, world, t.grad_accum,
+            resumable_eval, eval_before, pos.tokens,
+        )  # fmt: skip
 
     def log_window() -> None:
         """Reduce the losses/tokens since the last log across ranks (a collective) and log them."""
-        nonlocal tokens, train_time, tick, window_loss, window_tokens
+        nonlocal train_time, tick, window_loss, window_tokens
         train_time += time.perf_counter() - tick
         tick = time.perf_counter()
         loss_sum, n_loss, tok = _all_reduce_sum([sum(window_loss), len(window_loss), window_tokens], device)
-        tokens += tok
+        pos.tokens += tok
         metrics = {
             "train_loss": loss_sum / max(n_loss, 1),
             "lr": float(engine.get_lr()[0]),
-            "tokens_per_second": tokens / max(train_time, 1e-9),
-            "epoch": float(epoch),
+            "tokens_per_second": pos.tokens / max(train_time, 1e-9),
+            "epoch": float(pos.epoch),
         }
         window_loss, window_tokens = [], 0.0
-        reporter.log(metrics, step)
-        history.append({"step": float(step), **metrics})
+        reporter.log(metrics, pos.step)
+        history.append({"step": float(pos.step), **metrics})
+
+    def checkpoint(metrics: dict[str, float]) -> None:
+        nonlocal tick
+        if window_loss:
+            log_window()  # the saved token count covers every step so far
+        paused = time.perf_counter()
+        _checkpoint_and_report(
+            engine, tokenizer, rank, stage, state(last_eval), metrics, reporter, vocab, device, resumable=True
+        )
+        tick += time.perf_counter() - paused
 
     engine.train()
-    while step < total_steps and not (stopper and stopper.stopped):
-        batches_in_epoch = 0
+    while pos.step < total_steps and not (stopper and stopper.stopped):
+        skip, local = pos.consumed, 0
         tick = time.perf_counter()
-        for batch in train_batches(epoch):
-            on_optimizer_step(engine.module, step)  # gradual unfreezing (freeze method); else no-op
+        for batch in train_batches(pos.epoch, skip):
+            on_optimizer_step(engine.module, pos.step)  # gradual unfreezing (freeze method); else no-op
             inputs = to_model_inputs(_to_device(batch, device))
             loss = engine(**inputs).loss
             engine.backward(loss)
@@ -152,7 +221,8 @@ def run_loop(
             # asking afterwards answers for the *next* micro-batch (off by one when grad_accum > 1).
             boundary = engine.is_gradient_accumulation_boundary()
             engine.step()
-            batches_in_epoch += 1
+            ledger.record(pos.step + 1, pos.epoch, skip + local * world + rank, inputs["input_ids"])
+            local += 1
             window_tokens += float(
                 inputs["input_ids"].numel()
                 if "attention_mask" not in inputs
@@ -161,7 +231,10 @@ def run_loop(
             window_loss.append(float(loss.detach()))
             if not boundary:
                 continue
-            step += 1
+            pos.step += 1
+            pos.consumed = skip + local * world
+            assert pos.consumed % per_step == 0, (pos.consumed, per_step)
+            step = pos.step
             if step % max(t.log_every, 1) == 0 or step == total_steps:
                 log_window()
             if t.eval_every and step % t.eval_every == 0 and step < total_steps:
@@ -176,7 +249,7 @@ def run_loop(
                 if not (t.checkpoint_every and step % t.checkpoint_every == 0):
                     # One report per evaluation: what a scheduler such as ASHA ranks trials by.
                     reporter.report(
-                        {"step": float(step), "eval_loss": last_eval, "train_tokens": tokens}, None
+                        {"step": float(step), "eval_loss": last_eval, "train_tokens": pos.tokens}, None
                     )
                 tick += time.perf_counter() - paused  # evaluation time is not training time
                 if stopper is not None and stopper.update(last_eval):
@@ -184,56 +257,47 @@ def run_loop(
                         log_window()
                     break  # identical on every rank: last_eval is all-reduced
             if t.checkpoint_every and step % t.checkpoint_every == 0 and step < total_steps:
-                paused = time.perf_counter()
-                _checkpoint_and_report(
-                    engine,
-                    tokenizer,
-                    rank,
-                    stage,
-                    TrainerState(step, epoch, batches_in_epoch, config_hash),
-                    {"step": float(step), "eval_loss": last_eval},
-                    reporter,
-                    vocab,
-                    device,
-                )
-                tick += time.perf_counter() - paused
+                checkpoint({"step": float(step), "eval_loss": last_eval, "train_tokens": pos.tokens})
+            if stop_requested is not None and _any_rank(stop_requested(), device) and step < total_steps:
+                checkpoint({"step": float(step), "eval_loss": last_eval, "train_tokens": pos.tokens})
+                raise Preempted(f"stopped by a signal at step {step}: a resumable checkpoint was saved")
             if step >= total_steps:
                 break
         train_time += time.perf_counter() - tick
-        if batches_in_epoch == 0:
+        if local == 0 and skip == 0:
             raise RuntimeError("the training data yielded no batch: the dataset is smaller than one batch")
-        epoch += 1
+        if pos.step < total_steps and not (stopper and stopper.stopped):
+            pos.epoch, pos.consumed = pos.epoch + 1, 0
 
     stopped = bool(stopper and stopper.stopped)
     # Stopped early: the weights are those just evaluated, so that value is the final one.
     eval_after = last_eval if stopped else evaluate(engine, eval_batches(), device)
     evals = [h["eval_loss"] for h in history if "eval_loss" in h] + [eval_after]
     best = min((v for v in evals if not math.isnan(v)), default=math.nan)
-    tps = tokens / max(train_time, 1e-9)
+    tps = pos.tokens / max(train_time, 1e-9)
     final = {
-        "step": float(step),
+        "step": float(pos.step),
         "eval_loss": eval_after,
         "eval_loss_before": eval_before,
-        "train_tokens": tokens,
+        "train_tokens": pos.tokens,
         "tokens_per_second": tps,
         "stopped_early": float(stopped),
         "best_eval_loss": best,
     }
-    reporter.log({"eval_loss": eval_after, "stopped_early": float(stopped), "best_eval_loss": best}, step)
+    reporter.log({"eval_loss": eval_after, "stopped_early": float(stopped), "best_eval_loss": best}, pos.step)
     if not stopped:
-        history.append({"step": float(step), "eval_loss": eval_after})
-    _checkpoint_and_report(
-        engine,
-        tokenizer,
-        rank,
-        stage,
-        TrainerState(step, max(epoch - 1, 0), batches_in_epoch, config_hash),
-        final,
-        reporter,
-        vocab,
-        device,
-    )
-    return LoopResult(eval_before, eval_after, int(tokens), tps, step, history, stopped, best)
+        history.append({"step": float(pos.step), "eval_loss": eval_after})
+    _checkpoint_and_report(engine, tokenizer, rank, stage, state(eval_after), final, reporter, vocab, device)
+    return LoopResult(eval_before, eval_after, int(pos.tokens), tps, pos.step, history, stopped, best)
+
+
+class Preempted(RuntimeError):
+    """Raised on every rank after the checkpoint a stop signal asked for was saved."""
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any (one SIGTERMed worker stops the group)."""
+    return _all_reduce_sum([float(flag)], device)[0] > 0
 
 
 def _checkpoint_and_report(
@@ -246,14 +310,19 @@ def _checkpoint_and_report(
     reporter: Reporter,
     vocab: int,
     device: torch.device,
+    resumable: bool = False,
 ) -> None:
-    """Save (collective), hand the directory to the reporter, then drop the local staging copy."""
+    """Save (collective), hand each rank's directory to the reporter, then drop the staging copy."""
+    rng = capture()  # before the probe's forward pass, so the saved stream is the training one
     probe = probe_logits(engine.module, vocab, device)
-    staging = Path(tempfile.mkdtemp(prefix="tuneforge-ckpt-")) if rank == 0 else None
+    staging = Path(tempfile.mkdtemp(prefix="tuneforge-ckpt-")) if rank == 0 or resumable else None
     target = staging / f"step_{state.step:07d}" if staging else None
-    saved = save_checkpoint(engine, tokenizer, target, rank=rank, zero_stage=stage, state=state, probe=probe)
+    saved = save_checkpoint(
+        engine, tokenizer, target, rank=rank, zero_stage=stage, state=state, probe=probe,
+        resumable=resumable, rng=rng,
+    )  # fmt: skip
     try:
-        reporter.report(metrics, saved)
+        reporter.report(metrics, saved, f"checkpoint_step_{state.step:07d}")
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)

@@ -26,13 +26,15 @@ from tuneforge.distributed.data_pipeline import build_datasets, build_plan
 from tuneforge.distributed.mix_data import mixed_datasets, prepare_mix_sources
 from tuneforge.distributed.runner import total_steps_for, validate_and_sample_texts, without_unsafe_packing
 from tuneforge.distributed.trainer_factory import make_trainer
-from tuneforge.models.base import prepare_base, tokenizer_dir
+from tuneforge.models.base import model_trust_tags, prepare_base, tokenizer_dir
 from tuneforge.models.method_traits import supports_packing
 from tuneforge.modes.materialize import with_mode_sources
 from tuneforge.tracking import (
     end_run,
+    home_dir,
     log_artifacts,
     log_params_flat,
+    redact_value,
     resolve_tracking_uri,
     start_run,
     tuneforge_home,
@@ -90,10 +92,11 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str,
             "mlflow.parentRunId": inputs["parent_run_id"],
             TRIAL_TAG: trial_id,
             "tuneforge.method": job.method.name,
+            **model_trust_tags(job.model),
         },
     )
     for key, value in resolve_trial_config(config).items():
-        client.log_param(run.info.run_id, key, str(value)[:500])
+        client.log_param(run.info.run_id, key, str(redact_value(key, value))[:500])
     # Prepared on the driver: Ray Data launched from inside a trial would be captured by the trial's
     # placement group (a 0.01-CPU bundle) and could never schedule its tasks.
     if inputs.get("mix"):  # a data-mix search: this trial's weights pick cached blocks per source
@@ -199,7 +202,7 @@ def run_sweep(
     """Prepare data and base once, run the Tune sweep, then rank, plot and register the best trial."""
     quiet_libraries(verbose)
     say = events.phase if events is not None else (lambda _m: None)
-    sweep_dir = (tuneforge_home() / "sweeps" / name).resolve()
+    sweep_dir = home_dir("sweeps", name, "--name").resolve()
     if sweep_dir.exists() and not resume:
         raise ValueError(f"sweep '{name}' already exists at {sweep_dir}; pass --resume or another name")
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -220,7 +223,8 @@ def run_sweep(
         mlflow.set_tracking_uri(uri)
         parent_run_id = mlflow.start_run(run_id=parent_file.read_text().strip()).info.run_id
     else:
-        parent_run_id = start_run(uri, job.tracking.experiment, name, tags={"tuneforge.sweep": name})
+        tags = {"tuneforge.sweep": name, **model_trust_tags(job.model)}
+        parent_run_id = start_run(uri, job.tracking.experiment, name, tags=tags)
     parent_file.write_text(parent_run_id)
     experiment_id = MlflowClient(uri).get_run(parent_run_id).info.experiment_id
     status = "FAILED"
