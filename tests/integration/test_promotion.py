@@ -10,13 +10,12 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
+from _mlflow_server import mlflow_server as start_mlflow_server  # tests/integration/_mlflow_server.py
 from mlflow import MlflowClient
 
 from tuneforge.config import TinyModelConfig
@@ -79,14 +78,6 @@ def models(tmp_path_factory):
     return dirs
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module", params=["sqlite", "server"])
 def store(request, tmp_path_factory, monkeypatch_module):
     root = tmp_path_factory.mktemp(f"store-{request.param}")
@@ -94,41 +85,8 @@ def store(request, tmp_path_factory, monkeypatch_module):
     if request.param == "sqlite":
         yield f"sqlite:///{root}/mlflow.db"
         return
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root}/server.db",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("mlflow server did not start")
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with start_mlflow_server(root) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from _mlflow_server import mlflow_server as start_mlflow_server  # tests/integration/_mlflow_server.py
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.integration
@@ -34,53 +34,11 @@ PLANTED = {
 }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    """A real ``mlflow server`` on loopback with its own sqlite store and artifact root."""
     root = tmp_path_factory.mktemp("secrets-server")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root}/server.db",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("mlflow server did not start")
-            time.sleep(0.5)
-    yield url, root
-    proc.terminate()
-    proc.wait(timeout=30)
+    with start_mlflow_server(root) as url:
+        yield url, root
 
 
 def _hits(root: Path, needles: list[bytes]) -> list[str]:
