@@ -54,7 +54,17 @@ def test_sweep_over_methods_with_asha(ray_head, tuneforge_home: Path):
     statuses = {c.data.tags["tuneforge.trial_id"]: c.data.tags["tuneforge.trial_status"] for c in children}
     assert statuses == {t["trial_id"]: t["status"] for t in trials}
     if s["version"]:
-        assert str(client.get_model_version_by_alias("sweep-best", "challenger").version) == s["version"]
+        version = client.get_model_version_by_alias("sweep-best", "challenger")
+        assert str(version.version) == s["version"]
+        # Lineage names the knobs that trained the winner, not the sweep's base job (method: full).
+        knobs = json.loads(version.tags["tuneforge.method.knobs"])
+        best = s["best"]["params"]
+        assert knobs["name"] == s["best"]["method"] == version.tags["tuneforge.method"]
+        for key, value in best.items():
+            if key.startswith("method.") and key != "method.name":
+                assert knobs[key.removeprefix("method.")] == value, (key, knobs, best)
+        assert version.tags["tuneforge.sweep_trial_id"] == s["best"]["trial_id"]
+        assert version.tags["tuneforge.run_id"] == s["best"]["run_id"]
 
 
 @pytest.mark.slow  # ~2 min; `make test-all` runs it (mix/budget logic: tests/unit/test_tune_budget_mix.py)

@@ -4,12 +4,21 @@ Inside ``ray job submit`` (``RAY_ADDRESS`` is set) we call plain ``ray.init()``:
 when connecting is an error. Locally we size the instance so that training workers *and* Ray Data
 tasks fit (the small-machine deadlock in which Data gets no CPU is avoided by construction), but
 never beyond what the machine can honestly promise (``preflight.local_num_cpus``).
+
+Two tuneforge commands on one machine each start their own local instance and must not meet. Ray's
+state API (used by Ray Train's placement-group cleaner inside the cluster) finds "the" cluster by
+``RAY_ADDRESS``, else by scanning for GCS processes, and fails with "Found multiple active Ray
+instances" when two run; the cleaner then dies and the worker group of an ended trial leaks its
+CPUs. So a local instance gets its own GCS port, its own temp dir, and every process in it sees
+``RAY_ADDRESS`` of its own instance.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import tempfile
 
 import ray
 import ray.data
@@ -41,6 +50,8 @@ def ensure_ray(job: JobConfig, verbose: bool = False) -> None:
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs = {"log_to_driver": verbose, "logging_level": "INFO" if verbose else "WARNING"}
+    if os.environ.get(LOCAL_ADDRESS_ENV) and os.environ.get("RAY_ADDRESS") == os.environ[LOCAL_ADDRESS_ENV]:
+        os.environ.pop("RAY_ADDRESS")  # our own earlier instance, shut down since: start a new one
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
         return
@@ -50,4 +61,40 @@ def ensure_ray(job: JobConfig, verbose: bool = False) -> None:
         import torch
 
         kwargs["num_gpus"] = torch.cuda.device_count()
-    ray.init(**kwargs)
+    start_private_instance(kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+#: Set once this process started its own local instance (preflight words its messages by it).
+LOCAL_ADDRESS_ENV = "TUNEFORGE_LOCAL_RAY"
+
+
+def start_private_instance(kwargs: dict) -> str:
+    """Start a local Ray instance kept apart from any other on the machine; returns its address.
+
+    The GCS port is chosen here (``RAY_GCS_SERVER_PORT``) so the address is known before start-up
+    and handed to every worker through the job's runtime env; the temp dir is this process's own
+    (short: unix socket paths are limited). Afterwards the driver's own ``RAY_ADDRESS`` points at
+    it too, for the state API calls Tune and Train make from the driver.
+    """
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)
+    temp_dir = tempfile.mkdtemp(prefix="tfray-", dir="/tmp")
+    try:
+        ray.init(
+            _node_ip_address="127.0.0.1",
+            _temp_dir=temp_dir,
+            runtime_env={"env_vars": {"RAY_ADDRESS": address}},
+            **kwargs,
+        )
+    finally:
+        os.environ.pop("RAY_GCS_SERVER_PORT", None)
+    os.environ["RAY_ADDRESS"] = address
+    os.environ[LOCAL_ADDRESS_ENV] = address
+    return address

@@ -108,7 +108,11 @@ def check_cluster_fits(job: JobConfig) -> None:
 
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(WORKER_GROUP_START_TIMEOUT_S))
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    local = not os.environ.get("RAY_ADDRESS")
+    from tuneforge.distributed.cluster import LOCAL_ADDRESS_ENV
+
+    local = not os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_ADDRESS") == os.environ.get(
+        LOCAL_ADDRESS_ENV
+    )
     problem = fit_problem(job, ray.cluster_resources(), nodes, local)
     if problem:
         raise ConfigError(problem, field="distributed")

@@ -1,13 +1,12 @@
 """Lineage tags carried by every registered version: where a model came from, reproducibly.
 
 Base model, method and knobs, data files with content hashes and mixing weights, config hash, the
-project's git commit, the training run, and the sweep trial when there is one.
+project's git commit and the training run; a sweep's winner adds its trial (tune/register.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -71,7 +70,4 @@ def lineage_tags(
         tags["tuneforge.eval.data_hash"] = eval_hash
     if fmt is not None:
         tags[FORMAT_TAG] = fmt.to_json()
-    trial = os.environ.get("TUNEFORGE_TRIAL_ID")
-    if trial:
-        tags["tuneforge.sweep_trial_id"] = trial
     return tags

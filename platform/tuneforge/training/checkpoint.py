@@ -14,6 +14,8 @@ Layout of a checkpoint directory:
   ``engine.save_checkpoint`` state, every rank's share (optimizer and scheduler states, ZeRO
   partitions), and ``tuneforge/rng/rank<r>.json``, each rank's RNG states; a resumed run continues
   from exactly here. The final checkpoint is the export and carries none of it;
+* ``tuneforge/ds/universal/`` (written on the first resume on another world size, ZeRO-1/2/3 only):
+  the same DeepSpeed state converted to its world-size-free universal layout (training/universal.py);
 * ``tuneforge/complete.rank<r>.json``: each rank's completion marker (training/checkpoint_store.py);
 * ``tuneforge/probe.safetensors``: logits of the in-memory model on a fixed probe input, so any
   reader can check that what was saved is what was trained. Prompt/P-tuning prepend virtual tokens
@@ -47,6 +49,8 @@ from tuneforge.training.checkpoint_store import write_marker
 from tuneforge.training.consolidate import save_zero3_streamed
 from tuneforge.training.rng import save_rng_state
 from tuneforge.training.trainer_state import STATE_FILE, TrainerState
+from tuneforge.training.universal import UNIVERSAL_DIR, ensure_converted, load_universal, needs_universal
+from tuneforge.training.universal import world_size as current_world
 
 DS_DIR = "tuneforge/ds"
 DS_TAG = "state"
@@ -160,10 +164,24 @@ def load_resume_state(engine: Any, ckpt_dir: Path, rank: int) -> bool:
     """Load DeepSpeed's state (every rank) and this rank's RNG state from ``ckpt_dir``.
 
     Returns whether this rank found its own RNG state (a rank added by a larger world has none).
-    The module is loaded non-strictly: frozen weights were excluded when saving.
+    The module is loaded non-strictly: frozen weights were excluded when saving. A ZeRO-1/2/3
+    checkpoint saved by another world size goes through DeepSpeed's universal checkpoint
+    (training/universal.py), since its optimizer partitions are per rank; otherwise this is
+    DeepSpeed's plain ``load_checkpoint``.
     """
     from tuneforge.training.rng import load_rng_state
 
+    saved_world = TrainerState.load(ckpt_dir).world_size
+    if needs_universal(engine.zero_optimization_stage(), saved_world, current_world()):
+        if rank == 0:
+            print(
+                f"[tuneforge] {ckpt_dir.name} was saved by {saved_world} worker(s), resuming on "
+                f"{current_world()}: loading it through a universal checkpoint ({UNIVERSAL_DIR})",
+                flush=True,
+            )
+        ensure_converted(ckpt_dir / DS_DIR, DS_TAG, ckpt_dir / UNIVERSAL_DIR, rank)
+        load_universal(engine, ckpt_dir / UNIVERSAL_DIR, DS_TAG)
+        return load_rng_state(ckpt_dir, rank)
     path, _ = engine.load_checkpoint(
         str(ckpt_dir / DS_DIR),
         tag=DS_TAG,

@@ -4,9 +4,10 @@ A run directory records the run it holds (``run.json``: MLflow run id, Ray run n
 its resolved config (``job.yaml``). Resuming reopens that MLflow run, reruns Ray Train under the same
 name and storage path (the workers pick the newest complete checkpoint there), and refuses a config
 that changed anything but the worker count, the CPUs per worker, the failure budget or the step
-budget. A changed worker count (ZeRO-0 runs, whose optimizer state is not partitioned) keeps the
-global batch: ``grad_accum`` is rescaled so that workers x grad_accum stays what it was, and the
-optimizer and data position carry over unchanged.
+budget. A changed worker count keeps the global batch: ``grad_accum`` is rescaled so that workers x
+grad_accum stays what it was, and the optimizer and data position carry over unchanged (ZeRO-0
+state loads as it is; ZeRO-1/2/3 partitions, which are per rank, go through DeepSpeed's universal
+checkpoint: training/universal.py).
 """
 
 from __future__ import annotations
@@ -115,16 +116,6 @@ def resumed_job(target: ResumeTarget, job: JobConfig, redact: Any) -> JobConfig:
     new.tracking.run_name = target.record.name
     old_global = before.distributed.num_workers * before.trainer.grad_accum
     if new.distributed.num_workers != before.distributed.num_workers:
-        if before.distributed.zero_stage > 0:
-            # DeepSpeed's ZeRO-1/2/3 optimizer partitions are per data-parallel rank; its elastic
-            # layout asserts on a torch AdamW (no 'step' in param_groups), and the universal
-            # checkpoint conversion is not wired in yet.
-            raise ValueError(
-                f"--resume: the run used ZeRO-{before.distributed.zero_stage}, whose optimizer state is "
-                f"partitioned over its {before.distributed.num_workers} workers; resume it with "
-                f"distributed.num_workers={before.distributed.num_workers} "
-                "(a new worker count needs zero_stage 0)"
-            )
         if old_global % new.distributed.num_workers:
             raise ValueError(
                 f"--resume: the run trained with {before.distributed.num_workers} workers x grad_accum "

@@ -21,23 +21,20 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from tuneforge.config import JobConfig, PromptTuningMethod, config_from_dict
+from tuneforge.distributed import stages
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
-from tuneforge.distributed.data_pipeline import build_datasets, build_plan
+from tuneforge.distributed.data_pipeline import build_datasets
 from tuneforge.distributed.mix_data import mixed_datasets, prepare_mix_sources
-from tuneforge.distributed.runner import total_steps_for, validate_and_sample_texts, without_unsafe_packing
-from tuneforge.distributed.trainer_factory import make_trainer
-from tuneforge.models.base import model_trust_tags, prepare_base, tokenizer_dir
+from tuneforge.distributed.stages import attempt_name, attempt_storages, resume_point, without_unsafe_packing
+from tuneforge.models.base import model_trust_tags
 from tuneforge.models.method_traits import supports_packing
-from tuneforge.modes.materialize import with_mode_sources
 from tuneforge.tracking import (
     end_run,
     home_dir,
     log_artifacts,
     log_params_flat,
     redact_value,
-    resolve_tracking_uri,
     start_run,
-    tuneforge_home,
 )
 from tuneforge.tune.budget import TokenBudgetStopper
 from tuneforge.tune.config import SweepConfig, evaluations_per_trial
@@ -77,17 +74,33 @@ def _concurrency(job: JobConfig, sweep: SweepConfig) -> int:
     return max(1, math.floor((cpus - 1) / (d.num_workers * d.cpus_per_worker)))
 
 
+def _quiet(_message: str) -> None:
+    """Trials have no console: their progress is the child run and Tune's table."""
+
+
+def trial_job(base: dict[str, Any], params: dict[str, Any]) -> JobConfig:
+    """The job a trial trains: the sweep's base job with the trial's strategy applied."""
+    return without_unsafe_packing(apply_overrides(config_from_dict(base), params), _quiet)
+
+
 def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str, Any]) -> None:
-    """One trial: apply the sampled strategy to the base job, log a child run, fit a TorchTrainer."""
-    job = without_unsafe_packing(
-        apply_overrides(config_from_dict(base), resolve_trial_config(config)), lambda _message: None
-    )
+    """One trial: apply the sampled strategy to the base job, log a child run, fit through stages.fit.
+
+    The same recovery as a run: Ray Train replaces a killed worker (``max_failures``) and the
+    workers continue from the newest complete checkpoint; a trial Tune restarts (``sweep --resume``)
+    continues from the newest complete checkpoint of its earlier attempts, orphans removed.
+    """
+    params = resolve_trial_config(config)
+    job = trial_job(base, params)
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
+    name = f"trial-{trial_id}"
+    if job.trainer.batch_ledger:  # concurrent trials must not append to one another's ledger
+        job.trainer.batch_ledger = str(Path(job.trainer.batch_ledger) / name)
     client = MlflowClient(inputs["uri"])
     run = client.create_run(
         inputs["experiment_id"],
-        run_name=f"trial-{trial_id}",
+        run_name=name,
         tags={
             "mlflow.parentRunId": inputs["parent_run_id"],
             TRIAL_TAG: trial_id,
@@ -95,7 +108,7 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str,
             **model_trust_tags(job.model),
         },
     )
-    for key, value in resolve_trial_config(config).items():
+    for key, value in params.items():
         client.log_param(run.info.run_id, key, str(redact_value(key, value))[:500])
     # Prepared on the driver: Ray Data launched from inside a trial would be captured by the trial's
     # placement group (a 0.01-CPU bundle) and could never schedule its tasks.
@@ -105,19 +118,20 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str,
         client.log_param(run.info.run_id, "mix_blocks", str(data.stats["mix_blocks"]))
     else:
         data = inputs["data"][job.data.packing]
-    trainer = make_trainer(
+    storage = Path(inputs["sweep_dir"]) / "trials"
+    resume_from = resume_point(storage, name, _quiet)
+    attempt = len(attempt_storages(storage, name)) if resume_from is not None else 0
+    stages.fit(
         job,
-        base_dir=Path(inputs["base_dir"]),
-        tok_dir=Path(inputs["tok_dir"]),
-        data=data,
-        total_steps=total_steps_for(job, int(data.stats["train_blocks"])),
-        tracking_uri=inputs["uri"],
+        inputs["prepared"],
+        data,
         run_id=run.info.run_id,
-        name=f"trial-{trial_id}",
-        storage_path=Path(inputs["sweep_dir"]) / "trials",
+        name=attempt_name(name, attempt),
+        storage_root=storage,
+        resume_from=resume_from,
         callbacks=[TuneReportCallback()],
+        hint="the sweep is resumable: tuneforge sweep <config> --name <name> --resume",
     )
-    trainer.fit()
     client.set_terminated(run.info.run_id, "FINISHED")
 
 
@@ -206,18 +220,8 @@ def run_sweep(
     if sweep_dir.exists() and not resume:
         raise ValueError(f"sweep '{name}' already exists at {sweep_dir}; pass --resume or another name")
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    job = with_mode_sources(job, sweep_dir / "modes")  # `modes:` compiled to train files named by mode
-    say("validating data")
-    plan = build_plan(job)
-    base_dir = prepare_base(
-        job.model,
-        validate_and_sample_texts(job, plan),
-        sweep_dir / "base",
-        job.trainer.seed,
-        tuneforge_home() / "cache" / "models",
-    )
-    tok_dir = tokenizer_dir(job.model, base_dir)
-    uri = resolve_tracking_uri(job.tracking.uri)
+    prepared = stages.prepare(job, sweep_dir, say)
+    job, plan, uri = prepared.job, prepared.plan, prepared.uri
     parent_file = sweep_dir / "parent_run_id"
     if resume and parent_file.exists():  # reopen the same parent run so children stay grouped
         mlflow.set_tracking_uri(uri)
@@ -253,10 +257,10 @@ def run_sweep(
         for packing, variant in variants.items():
             if searches_mix:
                 say("tokenizing each train source once for all mixes (Ray Data, cached)")
-                mix[packing] = prepare_mix_sources(variant, str(tok_dir))
+                mix[packing] = prepare_mix_sources(variant, str(prepared.tok_dir))
             else:
                 say("tokenizing once for all trials (Ray Data, cached)")
-                shared[packing] = build_datasets(variant, str(tok_dir), plan, materialize=True)
+                shared[packing] = build_datasets(variant, str(prepared.tok_dir), plan, materialize=True)
         sweep = sweep.model_copy(update={"max_concurrent_trials": _concurrency(job, sweep)})
         inputs = {
             "uri": uri,
@@ -264,8 +268,7 @@ def run_sweep(
             "parent_run_id": parent_run_id,
             "data": shared,
             "mix": mix,
-            "base_dir": str(base_dir),
-            "tok_dir": str(tok_dir),
+            "prepared": prepared,
             "sweep_dir": str(sweep_dir),
         }
         trainable = tune.with_resources(
@@ -313,23 +316,15 @@ def run_sweep(
         say(f"registering the best trial as a challenger of '{job.registry.model_name}'")
         from tuneforge.tune.register import register_best
 
-        summary.registered_model, summary.version = register_best(
-            summary.best, job, uri, base_dir, sweep_dir, parent_run_id
-        )
-    if job.registry.promote and summary.version:
-        say("promotion gate: the sweep's best vs the champion on the held-out split")
-        from tuneforge.distributed.holdout import write_holdout
-        from tuneforge.registry.promotion import promote
+        best_job = trial_job(job.model_dump(mode="json"), summary.best["params"])
+        logged = register_best(summary.best, best_job, prepared, sweep_dir, parent_run_id)
+        summary.registered_model, summary.version = logged.registered_name, logged.version
+        if job.registry.promote and logged.version:
+            say("promotion gate: the sweep's best vs the champion on the held-out split")
+            from tuneforge.distributed.holdout import write_holdout
 
-        holdout = write_holdout(job, plan, sweep_dir / "eval.jsonl")
-        summary.promotion = promote(
-            job.registry.model_name,
-            summary.version,
-            str(holdout),
-            uri,
-            job.registry.promote_metric,
-            job.registry.min_delta,
-        ).to_dict()
+            holdout = write_holdout(job, plan, sweep_dir / "eval.jsonl")
+            summary.promotion = stages.gate(best_job, logged, holdout, uri)
     return summary
 
 
