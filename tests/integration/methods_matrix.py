@@ -20,7 +20,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from tuneforge.training.local import free_port
 
 STAGES = (0, 2, 3)
 STEPS = 8
@@ -77,12 +78,6 @@ TEXTS = [
     f"<|im_start|>user\nhello world {i}<|im_end|>\n<|im_start|>assistant\nhi {i}<|im_end|>\n"
     for i in range(50)
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_base(workdir: Path) -> Path:

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import tempfile
 
 import ray
 import ray.data
 
 from tuneforge.config import JobConfig
-from tuneforge.distributed.preflight import local_num_cpus
+from tuneforge.distributed.preflight import LOCAL_ADDRESS_ENV, local_num_cpus, on_local_instance
+from tuneforge.training.local import free_port
 
 
 def quiet_libraries(verbose: bool) -> None:
@@ -50,8 +50,8 @@ def ensure_ray(job: JobConfig, verbose: bool = False) -> None:
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs = {"log_to_driver": verbose, "logging_level": "INFO" if verbose else "WARNING"}
-    if os.environ.get(LOCAL_ADDRESS_ENV) and os.environ.get("RAY_ADDRESS") == os.environ[LOCAL_ADDRESS_ENV]:
-        os.environ.pop("RAY_ADDRESS")  # our own earlier instance, shut down since: start a new one
+    if os.environ.get(LOCAL_ADDRESS_ENV) and on_local_instance():
+        os.environ.pop("RAY_ADDRESS", None)  # our own earlier instance, shut down since: start a new one
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
         return
@@ -64,16 +64,6 @@ def ensure_ray(job: JobConfig, verbose: bool = False) -> None:
     start_private_instance(kwargs)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-#: Set once this process started its own local instance (preflight words its messages by it).
-LOCAL_ADDRESS_ENV = "TUNEFORGE_LOCAL_RAY"
-
-
 def start_private_instance(kwargs: dict) -> str:
     """Start a local Ray instance kept apart from any other on the machine; returns its address.
 
@@ -82,7 +72,7 @@ def start_private_instance(kwargs: dict) -> str:
     (short: unix socket paths are limited). Afterwards the driver's own ``RAY_ADDRESS`` points at
     it too, for the state API calls Tune and Train make from the driver.
     """
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     os.environ["RAY_GCS_SERVER_PORT"] = str(port)
     temp_dir = tempfile.mkdtemp(prefix="tfray-", dir="/tmp")

@@ -27,6 +27,16 @@ WORKER_GROUP_START_TIMEOUT_S = 60
 START_RETRIES = 1
 
 
+#: Set by ``cluster.start_private_instance`` to the address of the instance this process started.
+LOCAL_ADDRESS_ENV = "TUNEFORGE_LOCAL_RAY"
+
+
+def on_local_instance() -> bool:
+    """Whether this process runs on a local instance it started (not one it joined)."""
+    address = os.environ.get("RAY_ADDRESS")
+    return not address or address == os.environ.get(LOCAL_ADDRESS_ENV)
+
+
 def check_before_work(job: JobConfig, run_dir: Path, *, overwrite: bool = False) -> None:
     """Output directory, base model + tokenizer, tracking store: each refused with one line."""
     from tuneforge.config.preflight import check_output_dir
@@ -108,18 +118,14 @@ def check_cluster_fits(job: JobConfig) -> None:
 
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(WORKER_GROUP_START_TIMEOUT_S))
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    from tuneforge.distributed.cluster import LOCAL_ADDRESS_ENV
-
-    local = not os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_ADDRESS") == os.environ.get(
-        LOCAL_ADDRESS_ENV
-    )
-    problem = fit_problem(job, ray.cluster_resources(), nodes, local)
+    problem = fit_problem(job, ray.cluster_resources(), nodes, on_local_instance())
     if problem:
         raise ConfigError(problem, field="distributed")
 
 
 __all__ = [
     "DATA_CPUS",
+    "LOCAL_ADDRESS_ENV",
     "LOCAL_OVERSUBSCRIBE",
     "START_RETRIES",
     "WORKER_GROUP_START_TIMEOUT_S",
@@ -128,4 +134,5 @@ __all__ = [
     "cpus_needed",
     "fit_problem",
     "local_num_cpus",
+    "on_local_instance",
 ]
