@@ -90,9 +90,9 @@ def _effective(rows: list[dict]) -> dict[tuple[int, int], str]:
     return effective
 
 
-def _wait_for_step(run_dir: Path, rank: int, step: int, proc: subprocess.Popen, timeout: float = 300) -> int:
+def _wait_for_step(ledger: Path, rank: int, step: int, proc: subprocess.Popen, timeout: float = 300) -> int:
     """Block until ``rank`` has trained a micro-batch of ``step``; return that worker's pid."""
-    f = run_dir / "ledger" / f"rank{rank}.jsonl"
+    f = ledger / f"rank{rank}.jsonl"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
@@ -122,7 +122,7 @@ def test_a_killed_worker_is_replaced_and_the_run_neither_repeats_nor_skips(refer
         [TUNEFORGE, *_args(tmp_path)], cwd=REPO, env=os.environ.copy(), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    pid = _wait_for_step(tmp_path, 1, kill_step, proc)
+    pid = _wait_for_step(tmp_path / "ledger", 1, kill_step, proc)
     os.kill(pid, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=600)
     s = _summary(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
@@ -152,7 +152,7 @@ def test_a_torn_checkpoint_is_skipped_and_resume_continues_on_one_worker(referen
         [TUNEFORGE, *_args(tmp_path, *zero0)], cwd=REPO, env=os.environ.copy(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    pid = _wait_for_step(tmp_path, 1, kill_step, proc)
+    pid = _wait_for_step(tmp_path / "ledger", 1, kill_step, proc)
     os.kill(pid, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1, stderr[-3000:]
@@ -196,7 +196,7 @@ def test_sigterm_saves_a_checkpoint_before_the_worker_exits_and_resume_continues
         [TUNEFORGE, *args], cwd=REPO, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    pid = _wait_for_step(tmp_path, 1, kill_step, proc)
+    pid = _wait_for_step(tmp_path / "ledger", 1, kill_step, proc)
     os.kill(pid, signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1, stderr[-3000:]
@@ -217,3 +217,50 @@ def test_sigterm_saves_a_checkpoint_before_the_worker_exits_and_resume_continues
     assert min(r["step"] for r in rows if r["pid"] not in first_pids) == saved.state.step + 1
     assert _effective(rows) == reference["batches"]
     assert abs(s["eval_loss_after"] - reference["summary"]["eval_loss_after"]) < LOSS_TOL
+
+
+def test_a_killed_sweep_trial_worker_recovers_and_asha_sees_every_report(ray_head, tmp_path: Path):
+    """SIGKILL the Train worker of a sweep trial between two checkpoints: Ray Train replaces it
+    inside the trial, the trial continues from its checkpoint (one ledger per trial), and every
+    evaluation reaches Tune exactly once, in order: the scheduler (ASHA) ranks trials by
+    ``training_iteration``, so a restart must neither reset nor repeat it."""
+    every, steps = 4, 12
+    kill_step = random.Random(os.getpid() + 3).randint(every + 1, 2 * every - 1)
+    ledger = tmp_path / "ledger"
+    cmd = [
+        TUNEFORGE, "sweep", "jobs/configs/sweep/tiny_cpu.yaml", "--name", "killed-trial",
+        "search.num_samples=1", "distributed.num_workers=1", f"trainer.max_steps={steps}",
+        f"trainer.eval_every={every}", f"trainer.checkpoint_every={every}", f"trainer.batch_ledger={ledger}",
+        "registry.model_name=tf-killed-trial", "--json",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not (trial_ledgers := list(ledger.glob("trial-*/rank0.jsonl"))):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    (trial_ledger,) = trial_ledgers
+    pid = _wait_for_step(trial_ledger.parent, 0, kill_step, proc)
+    os.kill(pid, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=600)
+    s = _summary(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+
+    (trial,) = s["trials"]
+    assert trial["status"] == "completed" and trial["iterations"] == steps // every, trial
+    rows = [json.loads(line) for line in trial_ledger.read_text().splitlines()]
+    pids = list(dict.fromkeys(r["pid"] for r in rows))
+    assert len(pids) == 2 and pids[0] == pid, f"expected the killed worker and its replacement: {pids}"
+    resumed_at = min(r["step"] for r in rows if r["pid"] == pids[1]) - 1
+    assert resumed_at == every, f"resumed after step {resumed_at}, not from the step-{every} checkpoint"
+    kept = [(r["epoch"], r["index"]) for r in rows if r["pid"] == pids[1] or r["step"] <= resumed_at]
+    assert len(kept) == len(set(kept)), "a batch was trained twice"
+    for epoch in {e for e, _ in kept}:  # each epoch's global indices run 0, 1, 2, ... with no gap
+        indices = sorted(i for e, i in kept if e == epoch)
+        assert indices == list(range(len(indices))), f"a batch of epoch {epoch} was skipped: {indices}"
+
+    # What Tune (and so ASHA) received from the trial: one result per evaluation, in step order.
+    (result_file,) = Path(s["sweep_dir"]).rglob("result.json")
+    results = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+    assert [r["training_iteration"] for r in results] == [1, 2, 3]
+    assert [int(r["step"]) for r in results] == [every, 2 * every, steps]

@@ -9,6 +9,7 @@ run has: its directory, its MLflow run (reopened by ``--resume``) and its summar
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -98,6 +99,23 @@ def _run_name(job: JobConfig) -> str:
     return job.tracking.run_name or f"{job.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _claim_run_name(runs: Path, base: str) -> str:
+    """An automatic run name no other command holds, claimed by an atomic ``mkdir``.
+
+    Two ``train`` commands of one method started in the same second get the same timestamped name;
+    without the claim they would share one run directory (and its checkpoints) unnoticed.
+    """
+    runs.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        name = base if n == 1 else f"{base}-{n}"
+        try:
+            (runs / name).mkdir()
+        except FileExistsError:
+            continue
+        return name
+    raise AssertionError("unreachable")
+
+
 def _resume_tags(job: JobConfig) -> dict[str, str]:
     """What a resumption ran with (its worker count may differ from the run's logged params)."""
     d, t = job.distributed, job.trainer
@@ -129,6 +147,8 @@ def run_job(
     started = time.perf_counter()
     home = tuneforge_home()
     name = home_dir("runs", _run_name(job), "tracking.run_name").name  # one plain name: no '../' escape
+    if resume is None and not job.tracking.run_name and not job.trainer.output_dir:
+        name = _claim_run_name(home / "runs", name)
     run_dir = Path(job.trainer.output_dir or home / "runs" / name).resolve()
     check_before_work(job, run_dir, overwrite=overwrite or resume is not None)  # dir, model, tracking
     run_dir.mkdir(parents=True, exist_ok=True)
