@@ -80,3 +80,59 @@ def test_two_local_instances_at_once_stay_apart(tmp_path: Path):
         seen, connected = r["inside"]
         assert seen == r["address"]
         assert connected.rsplit(":", 1)[1] == r["address"].rsplit(":", 1)[1]
+
+
+@pytest.mark.slow  # ~3 min: three commands' Ray instances and worker imports share two cores
+def test_a_sweep_and_two_trains_started_at_once_all_finish(tmp_path: Path):
+    """What deadlocked before: the README's sweep while two ``train`` runs start in other terminals.
+
+    All three use one workspace (one MLflow store, one run directory root), as a user's would; each
+    starts its own local Ray instance. All finish, the trains in directories of their own (they are
+    started within the same second, so their timestamped names collide), no trial fails, and no Ray
+    instance outlives its command.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["TUNEFORGE_HOME"] = str(tmp_path / "home")
+    tf = str(Path(sys.executable).parent / "tuneforge")
+    small = ["trainer.max_steps=4", "trainer.eval_every=2", "distributed.num_workers=1", "--json"]
+    sweep = [tf, "sweep", "jobs/configs/sweep/tiny_cpu.yaml", "search.num_samples=2", *small]
+    train = [tf, "train", "jobs/configs/finetune/tiny_cpu.yaml", *small]
+    before = _ray_temp_dirs()
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for cmd in (sweep, train, train)
+    ]
+    try:
+        outs = [p.communicate(timeout=900) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    summaries = []
+    for p, (stdout, stderr) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, f"{p.args[1]} failed:\n{stderr[-3000:]}"
+        assert "Traceback" not in stderr, stderr[-3000:]
+        summaries.append(json.loads(stdout.strip().splitlines()[-1]))
+    s, a, b = summaries
+    assert len(s["trials"]) == 2 and all(t["status"] != "failed" for t in s["trials"]), s["trials"]
+    assert a["run_dir"] != b["run_dir"] and a["run_id"] != b["run_id"]
+    assert {a["version"], b["version"]} == {"1", "2"}  # both registered, one version each
+    for run in (a, b):
+        assert json.loads((Path(run["run_dir"]) / "run.json").read_text())["run_id"] == run["run_id"]
+    assert _live_raylets(_ray_temp_dirs() - before) == [], "a command left its Ray instance running"
+
+
+def _ray_temp_dirs() -> set[str]:
+    return {str(p) for p in Path("/tmp").glob("tfray-*")}
+
+
+def _live_raylets(temp_dirs: set[str]) -> list[str]:
+    """Command lines of raylet processes that belong to one of ``temp_dirs``."""
+    alive = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if args and args[0].endswith("raylet") and any(d in " ".join(args) for d in temp_dirs):
+            alive.append(" ".join(args)[:200])
+    return alive

@@ -31,6 +31,7 @@ from mlflow.utils.validation import (
 )
 
 from tuneforge.tracking.redact import redact_mapping, redact_uri
+from tuneforge.tracking.sqlite_init import ensure_sqlite_schema
 
 HOME_ENV = "TUNEFORGE_HOME"
 DB_FILE = "mlflow.db"
@@ -77,13 +78,13 @@ def resolve_tracking_uri(uri: str | None) -> str:
     A relative sqlite path is made absolute here, once, in the driver: the URI is shipped to Ray
     workers, which would otherwise open (and create) a different, empty database under their cwd.
     """
-    chosen = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not chosen:
-        return f"{_SQLITE_PREFIX}{tuneforge_home() / DB_FILE}"
+    chosen = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"{_SQLITE_PREFIX}{tuneforge_home() / DB_FILE}"
     db_path = sqlite_db_path(chosen)
-    if db_path is not None and not db_path.is_absolute():
-        query = chosen.partition("?")[2]
-        return f"{_SQLITE_PREFIX}{db_path.resolve()}" + (f"?{query}" if query else "")
+    if db_path is not None:
+        ensure_sqlite_schema(db_path, _artifact_location(chosen))  # two commands on a new store at once
+        if not db_path.is_absolute():
+            query = chosen.partition("?")[2]
+            return f"{_SQLITE_PREFIX}{db_path.resolve()}" + (f"?{query}" if query else "")
     return chosen
 
 
