@@ -22,10 +22,11 @@ from tuneforge.config import load_config
 from tuneforge.data import read_conversations
 from tuneforge.data.trained_format import find_format
 from tuneforge.distributed.runner import run_job
+from tuneforge.errors import exit_with, user_errors
 from tuneforge.evaluation.evaluate import greedy_generate, split_prompt_reference
 from tuneforge.models.base import prepare_base
+from tuneforge.paths import tuneforge_home
 from tuneforge.registry.resolve import load_model_ref
-from tuneforge.tracking import tuneforge_home
 
 DEFAULT_CONFIG = "jobs/configs/finetune/smollm2_lora_cpu.yaml"
 
@@ -96,4 +97,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    with user_errors(exit_with):  # bad config or data: one line and exit 1, as the CLI does
+        sys.exit(main(sys.argv[1:]))

@@ -518,7 +518,7 @@ def main() -> None:
         "TORCH_EXTENSIONS_DIR": str(REPO / ".tuneforge" / "torch_extensions"),
     }.items():  # fmt: skip
         os.environ.setdefault(key, value)
-    from tuneforge.tracking.store import tuneforge_home
+    from tuneforge.paths import tuneforge_home
 
     args.out.mkdir(parents=True, exist_ok=True)
     command = " ".join(

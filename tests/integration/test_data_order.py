@@ -145,13 +145,14 @@ def test_seed_changes_the_order_not_the_rows(ray_head, tmp_path: Path):
     so a difference between seeds is the shuffle's alone."""
     paths = _write_sources(tmp_path)
 
-    def convs(seed: int) -> list[str]:
+    def convs(seed: int) -> list[tuple]:
         job = _job(paths, tmp_path / "cache", seed=seed, weights=None)
         ensure_ray(job)
-        return [r["conv"] for r in _in_order(train_rows(build_plan(job), job)).iter_rows()]
+        rows = _in_order(train_rows(build_plan(job), job)).iter_rows()
+        return [(r["src"], *r["contents"]) for r in rows]  # record rows: source index + message contents
 
     a, b, c = convs(42), convs(42), convs(7)
     assert a == b and sorted(a) == sorted(c) and a != c
     assert len(a) == sum(SIZES)
-    sources = [json.loads(x)["source"] for x in a[: len(a) // 10]]
+    sources = [x[0] for x in a[: len(a) // 10]]
     assert len(set(sources)) == len(SIZES)  # the head of the stream already holds every source

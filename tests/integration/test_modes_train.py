@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+import tuneforge.modes  # noqa: F401  (registers the modes' metrics: evaluation looks them up by name)
 from tuneforge.data import encode_conversation, read_conversations
 from tuneforge.data.trained_format import TrainedFormat
 from tuneforge.distributed.holdout import holdout_record, raw_text_holdout

@@ -110,7 +110,12 @@ def test_mlflow_holds_run_metrics_and_config(full_zero2):
     assert tags["tuneforge.method"] == "full"
     assert len(tags["tuneforge.git_commit"]) >= 40
     assert {d["role"] for d in json.loads(tags["tuneforge.data"])} == {"train"}
-    assert all(len(d["sha256"]) == 16 for d in json.loads(tags["tuneforge.data"]))
+    data_tags = json.loads(tags["tuneforge.data"])
+    assert all(len(d["sha256"]) == 64 for d in data_tags)  # the data plan's full sha256 of each file
+    logged = {
+        v for k, v in run.data.params.items() if k.startswith("data_stats.sources.") and k.endswith(".sha256")
+    }
+    assert {d["sha256"] for d in data_tags} <= logged  # one digest per file: lineage = logged stats
     assert tags["tuneforge.eval.data_hash"] == s.promotion["eval_hash"]
 
 

@@ -1,5 +1,5 @@
 """Mixing (deterministic, weights respected), exact-duplicate removal, per-source statistics, and the
-pure per-file/per-batch functions the Ray Data pipeline runs (called here without a cluster)."""
+pure per-file/per-batch functions the Ray Data pipeline runs (called here without Ray)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tuneforge.data import Conversation, DataError, read_source
 from tuneforge.data.mixing import mix_factors, repeat_count
 from tuneforge.data.plan import plan_data
+from tuneforge.data.record_rows import ROW_COLUMNS, SplitRules, file_items, file_rows, row_conversations
+from tuneforge.data.tokenize_blocks import EncodeSettings, tokenize_and_block
 from tuneforge.models.tokenizer import train_bpe_tokenizer
 
 
@@ -91,22 +92,19 @@ def test_skip_policy_reaches_the_plan_and_all_bad_is_an_error(tmp_path: Path) ->
         plan_data([Spec(bad)], [], eval_fraction=0.0, seed=0, on_bad="skip")
 
 
-# ---------------------------------------------------------------------- the Ray Data functions, no cluster
-
-pipeline = pytest.importorskip("tuneforge.distributed.data_pipeline")
+# ------------------------------------------- the pure functions the Ray Data tasks run, called without Ray
 
 
 def _rows(
     plan, split: str, target: str, seed: int = 7, eval_fraction: float = 0.1, on_bad: str = "error"
 ) -> list[Conversation]:
     out = []
-    factors = {s.index: s.factor for s in plan.sources if s.split == "train"}
-    for row in pipeline.source_items(plan, split):
-        items = pipeline.source_rows(
-            row, target=target, drop=frozenset(plan.drop), factors=factors, eval_fraction=eval_fraction,
-            seed=seed, has_eval_files=False, on_bad=on_bad,
-        )  # fmt: skip
-        out += [Conversation.from_dict(json.loads(i["conv"])) for i in items]
+    rules = SplitRules.of(
+        plan, target, eval_fraction=eval_fraction, seed=seed, has_eval_files=False, on_bad=on_bad
+    )
+    for item in file_items(plan, split):
+        rows = file_rows(item, rules)
+        out += row_conversations({c: [r[c] for r in rows] for c in ROW_COLUMNS})
     return out
 
 
@@ -132,14 +130,15 @@ def test_tokenize_and_block_counts_truncation(tmp_path: Path) -> None:
     }
     convs = read_source(_file(tmp_path, "a.jsonl", [_chat(1), long])).conversations
     tok = train_bpe_tokenizer(["q1 a1 long ok"] * 10, 300)
-    batch = {"conv": np.asarray([json.dumps(c.to_dict()) for c in convs], dtype=object)}
-    kw = dict(tokenizer=tok, template="auto", max_seq_len=64, packing=True, train_on_prompt=False,
-              last_turn_only=False)  # fmt: skip
-    out = pipeline.tokenize_and_block(batch, truncation="truncate", **kw)
+
+    def settings(truncation: str) -> EncodeSettings:
+        return EncodeSettings("auto", 64, packing=True, truncation=truncation)
+
+    out = tokenize_and_block(convs, None, tokenizer=tok, settings=settings("truncate"))
     assert out["input_ids"].shape[1] == 64
     assert (out["n_docs"].sum(), out["n_truncated"].sum(), out["n_dropped"].sum()) == (2, 1, 0)
     assert out["input_ids"].shape[0] == 2  # the truncated record fills a block; the short one opens another
-    out = pipeline.tokenize_and_block(batch, truncation="drop", **kw)
+    out = tokenize_and_block(convs, None, tokenizer=tok, settings=settings("drop"))
     assert (out["n_docs"].sum(), out["n_too_long"].sum(), out["n_dropped"].sum()) == (1, 1, 1)
 
 

@@ -48,7 +48,11 @@ def test_top_level_layout():
 
 
 def test_building_blocks_do_not_import_ray():
-    """data/, models/, training/, config/ and tracking/ must unit-test without a cluster."""
+    """data/, models/, training/, config/ and tracking/ must unit-test without a cluster.
+
+    The rule itself (which unit may import Ray, and how) is checked statically, edge by edge, by
+    ``test_imports.py``; this run-time check also catches Ray pulled in by a third-party import.
+    """
     blocks = [
         "tuneforge.config",
         "tuneforge.data",

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from tuneforge.paths import tuneforge_home
 from tuneforge.tracking import (
     download_adapter,
     end_run,
@@ -27,7 +28,6 @@ from tuneforge.tracking import (
     register_model,
     resolve_tracking_uri,
     start_run,
-    tuneforge_home,
     ui_command,
 )
 

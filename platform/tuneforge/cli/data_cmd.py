@@ -16,19 +16,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tuneforge.cli._common import JsonFlag, fail
+from tuneforge.cli.errors import user_errors
+
 data_app = typer.Typer(no_args_is_help=True, add_completion=False)
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 FORMATS = "auto, openai, alpaca, sharegpt, text"
 TRAINED_STYLE = "bold green"
 PROMPT_STYLE = "dim"
 CUT_STYLE = "red strike"
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/bold red] {message}")
-    raise typer.Exit(1)
 
 
 def _validate_one(path: str, fmt: str, max_errors: int) -> dict[str, Any]:
@@ -63,7 +60,7 @@ def validate(
     """Check data files record by record; list every problem (exit 1) or summarise them (exit 0)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if fmt not in FORMATS.split(", "):
-        _fail(f"--format: unknown format {fmt!r}; expected one of {FORMATS}")
+        fail(f"--format: unknown format {fmt!r}; expected one of {FORMATS}")
     files = [_validate_one(p, fmt, max_errors) for p in paths]
     for f in files:
         if not f["errors"]:
@@ -173,16 +170,15 @@ def preview(
     """Render records as the model sees them (trained spans highlighted), then corpus statistics."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from tuneforge.cli.errors import user_errors
     from tuneforge.data import read_source, render_text
     from tuneforge.data.encode import record_pieces
     from tuneforge.data.stats import corpus_stats
 
     if fmt not in FORMATS.split(", "):
-        _fail(f"--format: unknown format {fmt!r}; expected one of {FORMATS}")
+        fail(f"--format: unknown format {fmt!r}; expected one of {FORMATS}")
     if path is None and config is None:
-        _fail("give a data file or --config JOB")
-    with user_errors(_fail):
+        fail("give a data file or --config JOB")
+    with user_errors():
         job = None
         if config is not None:
             from tuneforge.config import load_config
@@ -200,7 +196,7 @@ def preview(
         if job is not None:
             from tuneforge.data.encode import resolve_template
             from tuneforge.models.base import job_tokenizer
-            from tuneforge.tracking.store import tuneforge_home
+            from tuneforge.paths import tuneforge_home
 
             home = tuneforge_home()
             # The run's own plan and sampler: a tiny model's BPE is trained on all the job's train files,
@@ -260,15 +256,14 @@ def build(
     seed: int = typer.Option(0, "--seed", help="Seed for synthetic builders and mixing."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Write at most N records."),
     option: list[str] = typer.Option([], "--option", "-o", help="Builder knob KEY=VALUE, e.g. ratio=0.3."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Compile source data into a mode's training records; print counts and a sample."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from tuneforge.cli.errors import user_errors
     from tuneforge.data import render_text
     from tuneforge.modes.materialize import build_file
 
-    with user_errors(_fail):
+    with user_errors():
         options = dict(_key_value(o) for o in option)
         report = build_file(mode, [*sources, *(more or [])], out_path, seed, limit, options)
     counts = " · ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))

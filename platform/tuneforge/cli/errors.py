@@ -5,79 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import typer
-from rich.console import Console
-
-#: Where every command's one-line errors go (stderr, so ``--json``'s last stdout line stays clean).
-console = Console(stderr=True)
-
-
-def fail(message: str) -> None:
-    """Print one clear line and exit 1 (no traceback for input errors)."""
-    console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+from tuneforge.cli._common import fail as fail_and_exit
+from tuneforge.errors import user_errors as library_user_errors
+from tuneforge.errors import worker_group_message
+from tuneforge.frontend import release_ray
 
 
 @contextmanager
-def user_errors(fail: Callable[[str], None]) -> Iterator[None]:
-    """Turn ConfigError/DataError/missing files into ``fail(message)``.
+def user_errors(fail: Callable[[str], None] = fail_and_exit) -> Iterator[None]:
+    """Turn the library's input errors into ``fail(message)`` (default: one line, exit 1).
 
-    Errors raised inside Ray workers arrive wrapped; their root cause is unwrapped when it is one
-    of ours, so a bad record found during tokenization still reads as one line.
+    The mapping is ``tuneforge.errors.user_errors``, shared with the ``jobs/*.py`` scripts; this
+    wrapper only supplies the CLI's ``fail``.
     """
-    from tuneforge.config import ConfigError
-    from tuneforge.data import DataError
-    from tuneforge.training.resume import TrainingFailed
-
-    try:
+    with library_user_errors(fail):
         yield
-    except (ConfigError, DataError, TrainingFailed) as e:
-        fail(str(e))
-    except FileNotFoundError as e:
-        fail(str(e) if not e.filename else f"{e.filename}: file not found")
-    except ValueError as e:
-        if type(e) is ValueError:  # our own plain validation errors (messages name the field)
-            fail(str(e))
-        raise
-    except Exception as e:
-        message = worker_group_message(e)
-        if message is None:
-            raise
-        fail(message)
 
 
-def worker_group_message(exc: BaseException) -> str | None:
-    """The one line for Ray Train's "worker group did not start" (it waited for resources it never got).
-
-    Found by class name anywhere in the chain (``ControllerError.controller_failure``, causes), so
-    this module needs no Ray import.
-    """
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if type(e).__name__ == "WorkerGroupStartupTimeoutError":
-            n = getattr(e, "num_workers", "?")
-            first = str(e).split(". ", 1)[0]
-            return (
-                f"distributed: the worker group ({n} workers) could not be placed: {first}; the cluster "
-                "lacks the CPUs/GPUs distributed.num_workers x distributed.cpus_per_worker ask for "
-                "(busy, or a node lost): free them or lower distributed.num_workers "
-                "(wait: RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S)"
-            )
-        todo += [getattr(e, "controller_failure", None), e.__cause__, e.__context__]
-    return None
-
-
-def release_ray() -> None:
-    """Shut Ray down (if this process started or joined it) so no log line follows our output."""
-    import sys
-
-    if "ray" in sys.modules:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
+__all__ = ["release_ray", "user_errors", "worker_group_message"]

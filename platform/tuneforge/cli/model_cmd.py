@@ -15,13 +15,10 @@ from pathlib import Path
 
 import typer
 
+from tuneforge.cli._common import JsonFlag, fail
+from tuneforge.cli.errors import user_errors
+
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def _fail(message: str) -> None:
-    from tuneforge.cli.errors import fail
-
-    fail(message)
 
 
 def _quiet_transformers() -> None:
@@ -39,17 +36,15 @@ def resolve_source(arg: str) -> Path:
     path = Path(arg)
     if path.exists() or not _RUN_ID.match(arg):
         return path
-    from mlflow import MlflowClient
+    from tuneforge.paths import tuneforge_home
+    from tuneforge.tracking import TrackingClient, resolve_tracking_uri
 
-    from tuneforge.tracking import resolve_tracking_uri, tuneforge_home
-
-    try:
-        run = MlflowClient(resolve_tracking_uri(None)).get_run(arg)
-    except Exception:  # mlflow raises its own exception types for unknown ids
-        raise FileNotFoundError(f"{arg}: not a directory, and no MLflow run with this id") from None
-    output_dir = run.data.params.get("trainer.output_dir")
+    run = TrackingClient(resolve_tracking_uri(None)).find_run(arg)
+    if run is None:
+        raise FileNotFoundError(f"{arg}: not a directory, and no MLflow run with this id")
+    output_dir = run.params.get("trainer.output_dir")
     has_output_dir = output_dir and output_dir != "None"
-    run_dir = Path(output_dir) if has_output_dir else tuneforge_home() / "runs" / run.info.run_name
+    run_dir = Path(output_dir) if has_output_dir else tuneforge_home() / "runs" / str(run.name)
     if not run_dir.exists():
         raise FileNotFoundError(f"run {arg}: its run directory {run_dir} does not exist here")
     return run_dir
@@ -60,16 +55,15 @@ def generate_cmd(
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a batch."),
     mode: str = typer.Option("chat", "--mode", help="chat | instruct (a user turn, trained template) | raw."),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="Tokens to generate."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Generate greedy completions with a base, full, freeze or adapter (any method) model."""
-    from tuneforge.cli.errors import user_errors
-    from tuneforge.models.generation import MODES
+    from tuneforge.models.generation import MODES  # torch, transformers: only when a command runs
 
     if mode not in MODES:
-        _fail(f"--mode: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        fail(f"--mode: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     _quiet_transformers()
-    with user_errors(_fail):
+    with user_errors():
         from tuneforge.data.trained_format import find_format
         from tuneforge.models.export import find_checkpoint
         from tuneforge.models.generation import generate, load_for_inference
@@ -90,19 +84,17 @@ def export_cmd(
     source: str = typer.Argument(..., help="Checkpoint directory, run directory, or MLflow run id."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write (must be new or empty)."),
     merge: bool = typer.Option(False, "--merge", help="Fold a LoRA/IA3 adapter into its base model."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Write a standalone model: merged HF weights (LoRA/IA3), or a copy with an absolute base path."""
-    from tuneforge.cli.errors import user_errors
-
     _quiet_transformers()
-    with user_errors(_fail):
+    with user_errors():
         from tuneforge.models.export import ExportError, export_model
 
         try:
             result = export_model(resolve_source(source), out, merge)
         except ExportError as e:
-            _fail(str(e))
+            fail(str(e))
             return
     print(f"exported {result.kind} model to {result.out}", flush=True)
     if as_json:

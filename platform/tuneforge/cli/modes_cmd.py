@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 
 import typer
+
+from tuneforge.cli._common import JsonFlag
+from tuneforge.cli.errors import user_errors
 
 modes_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
 @modes_app.command("list")
 def list_modes(
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last line."),
+    as_json: JsonFlag = False,
 ) -> None:
     """The tuning modes: what each learns, its input structure and its metric."""
     from tuneforge.modes import all_modes
@@ -36,7 +38,7 @@ def list_modes(
         )
 
 
-def register_modes_commands(app: typer.Typer, fail: Callable[[str], None]) -> None:
+def register_modes_commands(app: typer.Typer) -> None:
     """Attach the ``modes`` group and ``selfinstruct`` to the top-level app."""
     app.add_typer(modes_app, name="modes", help="Tuning modes: list them (build data with `data build`).")
 
@@ -54,13 +56,11 @@ def register_modes_commands(app: typer.Typer, fail: Callable[[str], None]) -> No
         max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
         max_attempts: int | None = typer.Option(None, "--max-attempts", help="Default: 4 x n."),
         seed: int = typer.Option(0, "--seed"),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: JsonFlag = False,
     ) -> None:
         """Bootstrap instruction/response pairs from seed tasks; report what each filter dropped."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from tuneforge.cli.errors import user_errors
-
-        with user_errors(fail):
+        with user_errors():
             from tuneforge.modes.selfinstruct import load_seed_tasks, self_instruct, write_alpaca
             from tuneforge.registry.resolve import load_model_ref
 

@@ -7,18 +7,17 @@ from typing import Any
 
 import typer
 
+from tuneforge.cli._common import JsonFlag, TrackingUri
 from tuneforge.cli.errors import user_errors
 
 models_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
 def _uri(tracking_uri: str | None) -> str:
-    import mlflow
-
-    from tuneforge.tracking import resolve_tracking_uri
+    from tuneforge.tracking import resolve_tracking_uri, use_store
 
     uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
+    use_store(uri)  # models:/ references loaded by these commands resolve against the process's store
     return uri
 
 
@@ -32,7 +31,12 @@ def _parse_guard(spec: str):
         raise ValueError(f"--guard {spec}: expected FILE or FILE:TOLERANCE (a number)") from None
 
 
-def register_registry_commands(app: typer.Typer, fail) -> None:
+def _register_mode_metrics() -> None:
+    """Metrics are looked up by name; the modes' own ones exist once ``tuneforge.modes`` is imported."""
+    import tuneforge.modes  # noqa: F401  (registers every mode's metrics with evaluation)
+
+
+def register_registry_commands(app: typer.Typer) -> None:
     """Attach eval/promote/rollback and the ``models`` group to the top-level app."""
 
     @app.command("eval")
@@ -45,12 +49,13 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
         mode: str | None = typer.Option(None, "--mode", help="A tuning mode: use its metrics (`modes list`)"),
         baselines: int = typer.Option(0, "--baselines", min=0, help="Also score --base zero-shot and K-shot"),
         base: str | None = typer.Option(None, "--base", help="Untuned base model for --baselines"),
-        tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
-        as_json: bool = typer.Option(False, "--json"),
+        tracking_uri: TrackingUri = None,
+        as_json: JsonFlag = False,
     ) -> None:
         """Evaluate a model: each metric with a bootstrap 95% interval; logged as an MLflow run."""
-        with user_errors(fail):
+        with user_errors():
             uri = _uri(tracking_uri)
+            _register_mode_metrics()
             from tuneforge.evaluation.evaluate import evaluate
             from tuneforge.registry.resolve import format_for_ref, load_model_ref
 
@@ -87,11 +92,12 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
         metric: str = typer.Option("eval_loss", "--metric"),
         min_delta: float = typer.Option(0.0, "--min-delta", help="Smallest improvement that counts"),
         guard: list[str] = typer.Option([], "--guard", help="FILE[:TOLERANCE] that must not regress"),
-        tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
-        as_json: bool = typer.Option(False, "--json"),
+        tracking_uri: TrackingUri = None,
+        as_json: JsonFlag = False,
     ) -> None:
         """Promote CANDIDATE to champion only if it beats the champion with 95% confidence."""
-        with user_errors(fail):
+        with user_errors():
+            _register_mode_metrics()
             from tuneforge.registry.promotion import promote as do_promote
 
             d = do_promote(
@@ -109,9 +115,9 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
             print(json.dumps(d.to_dict()))
 
     @app.command()
-    def rollback(name: str, tracking_uri: str | None = typer.Option(None, "--tracking-uri")) -> None:
+    def rollback(name: str, tracking_uri: TrackingUri = None) -> None:
         """Move ``champion`` back to the ``previous`` version."""
-        with user_errors(fail):
+        with user_errors():
             from tuneforge.registry.promotion import rollback as do_rollback
 
             new, old = do_rollback(name, _uri(tracking_uri))
@@ -120,11 +126,11 @@ def register_registry_commands(app: typer.Typer, fail) -> None:
     @models_app.command("show")
     def show(
         name: str,
-        tracking_uri: str | None = typer.Option(None, "--tracking-uri"),
-        as_json: bool = typer.Option(False, "--json"),
+        tracking_uri: TrackingUri = None,
+        as_json: JsonFlag = False,
     ) -> None:
         """List versions with aliases, metrics and lineage."""
-        with user_errors(fail):
+        with user_errors():
             from tuneforge.registry.promotion import show as do_show
 
             info = do_show(name, _uri(tracking_uri))
@@ -170,33 +176,31 @@ def _registry_version(client, model_ref: str) -> tuple[str, str] | None:
     ref = model_ref.removeprefix("models:/")
     if "@" in ref:
         name, alias = ref.split("@", 1)
-        return name, str(client.get_model_version_by_alias(name, alias).version)
+        number = client.alias_version(name, alias)
+        return (name, number) if number is not None else None
     name, _, number = ref.rpartition("/")
     return (name, number) if number.isdigit() else None
 
 
 def _log_eval(uri: str, model_ref: str, summary: dict[str, Any]) -> str:
     """An evaluation run, tagged with the model it scored (and its registry version when it has one)."""
-    from mlflow import MlflowClient
+    from tuneforge.tracking import TrackingClient
 
-    client = MlflowClient(uri)
-    from tuneforge.tracking import experiment_id_for
-
-    exp_id = experiment_id_for(uri, "tuneforge-evals")  # artifacts next to a sqlite db, not ./mlruns
-    run = client.create_run(exp_id, tags={"tuneforge.model_ref": model_ref})
+    client = TrackingClient(uri)
+    run_id = client.create_run("tuneforge-evals", tags={"tuneforge.model_ref": model_ref})
     version = _registry_version(client, model_ref)
     if version is not None:  # link both ways: the eval run names the version, the version its evals
         name, number = version
-        client.set_tag(run.info.run_id, "tuneforge.model_version", f"{name}/{number}")
-        client.set_model_version_tag(
-            name, number, f"tuneforge.eval_run.{summary['data_hash']}", run.info.run_id
-        )
+        client.set_tags(run_id, {"tuneforge.model_version": f"{name}/{number}"})
+        client.set_version_tags(name, number, {f"tuneforge.eval_run.{summary['data_hash']}": run_id})
+    scores: dict[str, float] = {}
     for k, v in summary.items():
         if isinstance(v, dict):
             for part, val in v.items():
-                client.log_metric(run.info.run_id, f"{k}_{part}", float(val))
+                scores[f"{k}_{part}"] = float(val)
         elif isinstance(v, int | float):
-            client.log_metric(run.info.run_id, k, float(v))
-    client.log_param(run.info.run_id, "data_hash", summary["data_hash"])
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+            scores[k] = float(v)
+    client.log_metrics(run_id, scores)
+    client.log_params(run_id, {"data_hash": summary["data_hash"]})
+    client.finish_run(run_id)
+    return run_id

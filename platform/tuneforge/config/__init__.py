@@ -3,9 +3,8 @@
 This package is the leaf of the dependency graph: it imports nothing else from tuneforge.
 """
 
+from tuneforge.config.errors import OVERRIDE_SOURCE, ConfigError
 from tuneforge.config.loader import (
-    OVERRIDE_SOURCE,
-    ConfigError,
     config_from_dict,
     config_hash,
     field_descriptions,

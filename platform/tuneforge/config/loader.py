@@ -3,13 +3,13 @@
 Users see these errors on the command line, so a problem is reported as `file:line: dotted.field: what is
 wrong` (with a did-you-mean for typos) instead of a pydantic dump.
 
-The building blocks (``read_yaml``, ``apply_override``, ``validate``, ``explain``, ``line_of``, ...) are
-public so that other loaders (``tuneforge.tune.config`` for sweep files) report problems the same way.
+The building blocks (``read_yaml``, ``apply_override``, ``parse_value``, ``validate``, ...) are public so
+that other loaders (``tuneforge.tune.config`` for sweep files) read files the same way; both explain
+pydantic errors with ``tuneforge.config.errors.config_error``.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -21,42 +21,19 @@ from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
 
+from tuneforge.config.errors import (
+    OVERRIDE_SOURCE,
+    ConfigError,
+    KeyPath,
+    config_error,
+    is_model,
+    tagged_members,
+)
 from tuneforge.config.schema import JobConfig
-
-OVERRIDE_SOURCE = "<override>"
-
-KeyPath = tuple[str | int, ...]  # a location in the config: mapping keys and list indices
+from tuneforge.redact import redact_mapping
 
 _REMOTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-GENERIC_MESSAGES: dict[str, str] = {
-    "missing": "required key is missing",
-    "model_type": "expected a mapping of keys",
-    "model_attributes_type": "expected a mapping of keys",
-    "dict_type": "expected a mapping of keys",
-}
-"""Pydantic error types whose own message would confuse a YAML user -> the message to show instead."""
-
-
-class ConfigError(ValueError):
-    """A config problem, rendered by str() as one self-explanatory line: `file:line: field: message`."""
-
-    def __init__(
-        self, message: str, *, file: str | None = None, line: int | None = None, field: str | None = None
-    ) -> None:
-        # Only `message` goes to args, so the exception pickles (Ray ships it back from workers);
-        # the other attributes travel in __dict__.
-        super().__init__(message)
-        self.message = message
-        self.file = file
-        self.line = line
-        self.field = field
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None or self.file is None else f"{self.file}:{self.line}"
-        return ": ".join(part for part in (where, self.field, self.message) if part)
 
 
 class Loader(yaml.SafeLoader):
@@ -89,10 +66,8 @@ def save_config(cfg: JobConfig, path: Path) -> None:
     """Write the resolved config as YAML atomically, so a crash never leaves a half-written file behind.
 
     Secrets (a password in ``tracking.uri``, ``*_token`` values) are written as ``***``: the file is a
-    record of the run, not a way to reconnect (``tuneforge.tracking.redact``).
+    record of the run, not a way to reconnect (``tuneforge.redact``).
     """
-    from tuneforge.tracking.redact import redact_mapping  # lazy: the tracking package imports mlflow
-
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(redact_mapping(cfg.model_dump(mode="json")), sort_keys=False)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -129,9 +104,9 @@ def _walk_descriptions(model: type[BaseModel], prefix: str) -> Iterator[tuple[st
             yield f"{key}.{field.discriminator}", "One of: " + ", ".join(members) + "."
             for member in members.values():
                 yield from _walk_descriptions(member, f"{key}.")
-        elif _is_model(field.annotation):
+        elif is_model(field.annotation):
             yield from _walk_descriptions(field.annotation, f"{key}.")
-        elif get_origin(field.annotation) is list and _is_model(item := get_args(field.annotation)[0]):
+        elif get_origin(field.annotation) is list and is_model(item := get_args(field.annotation)[0]):
             yield from _walk_descriptions(item, f"{key}[].")
 
 
@@ -163,7 +138,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
     return data, lines
 
 
-def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> None:
+def _record_lines(node: yaml.Node | None, path: KeyPath, lines: dict[KeyPath, int]) -> None:
     """Remember where each key / list item starts, so validation errors can point into the file."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
@@ -183,13 +158,7 @@ def apply_override(raw: dict[str, Any], text: str) -> KeyPath:
     if not sep or not all(path):
         raise ConfigError(f"expected dotted.key=value, got {text!r}", file=OVERRIDE_SOURCE)
     field = ".".join(path)
-    try:
-        value = yaml.load(value_text, Loader=Loader)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            f"cannot parse value {value_text!r}: {problem}", file=OVERRIDE_SOURCE, field=field
-        ) from None
+    value = parse_value(field, value_text)
     section = raw
     for depth, part in enumerate(path[:-1]):
         child = section.get(part)
@@ -207,6 +176,16 @@ def apply_override(raw: dict[str, Any], text: str) -> KeyPath:
         _drop_keys_of_previous_variant(raw, path, value)
     section[path[-1]] = value
     return path
+
+
+def parse_value(field: str, text: str) -> Any:
+    """An override's value, parsed as YAML (``3e-4`` is a float); a parse error names the field."""
+    try:
+        return yaml.load(text, Loader=Loader)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        message = f"cannot parse value {text!r}: {problem}"
+        raise ConfigError(message, file=OVERRIDE_SOURCE, field=field) from None
 
 
 def _new_section(path: KeyPath) -> dict[str, Any]:
@@ -231,128 +210,13 @@ def _drop_keys_of_previous_variant(raw: dict[str, Any], path: KeyPath, new_tag: 
 
 
 def validate(
-    raw: Any, *, source: str | None, lines: dict[KeyPath, int], overridden: list[KeyPath]
+    raw: object, *, source: str | None, lines: dict[KeyPath, int], overridden: list[KeyPath]
 ) -> JobConfig:
     """Validate raw data; on failure raise a ConfigError for the first problem, in the file or an override."""
     try:
         return JobConfig.model_validate(raw)
     except ValidationError as exc:
-        explained = [explain(error) for error in exc.errors(include_url=False)]
-        path, message = explained[0]
-        others = len({other_path for other_path, _ in explained} - {path})
-        if others:
-            message += f" (and {others} more problem{'s' if others > 1 else ''})"
-        from_override = any(overlaps(path, key) for key in overridden)
-        file = OVERRIDE_SOURCE if from_override else source
-        line = None if from_override else line_of(path, lines)
-        raise ConfigError(message, file=file, line=line, field=dotted(path) or None) from exc
-
-
-def explain(error: ErrorDetails) -> tuple[KeyPath, str]:
-    """Turn one pydantic error into (config path, human message)."""
-    path, owner, variant = _locate(error["loc"])
-    kind = error["type"]
-    if kind == "extra_forbidden" and owner is not None:
-        # `method.r` is only unknown to the chosen method, so name it.
-        scope = f" for {path[-2]} {variant!r}" if variant is not None else ""
-        return path, unknown_key_message(str(path[-1]), list(owner.model_fields), scope)
-    if kind in ("union_tag_invalid", "union_tag_not_found") and owner is not None:
-        field = owner.model_fields[str(path[-1])]
-        tags = list(tagged_members(field))
-        path = (*path, str(field.discriminator))
-        if kind == "union_tag_not_found":
-            return path, f"required key is missing; expected one of: {', '.join(tags)}"
-        tag = error["ctx"]["tag"]
-        close = difflib.get_close_matches(tag, tags, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return path, f"unknown {path[-2]} {tag!r}; {hint}expected one of: {', '.join(tags)}"
-    if kind == "value_error":
-        return path, str(error["ctx"]["error"])
-    message = GENERIC_MESSAGES.get(kind) or error["msg"][:1].lower() + error["msg"][1:]
-    value = error.get("input")
-    if kind != "missing" and not isinstance(value, dict | list):
-        message += f" (got {value!r})"
-    return path, message
-
-
-def unknown_key_message(key: str, allowed: list[str], scope: str) -> str:
-    """Suggest the closest valid key for a typo, or list the valid keys."""
-    close = difflib.get_close_matches(key, allowed, n=1)
-    if close:
-        return f"unknown key{scope}; did you mean {close[0]!r}?"
-    return f"unknown key{scope}; valid keys: {', '.join(allowed)}"
-
-
-def _locate(loc: tuple[str | int, ...]) -> tuple[KeyPath, type[BaseModel] | None, str | None]:
-    """Map a pydantic error location to (config path, model owning its last key, that model's union tag).
-
-    Pydantic inserts the tag of a discriminated union (`method.lora.r`) and member labels of plain unions
-    (`target_modules.list[str]`) into locations; neither is a key the user wrote, so both are dropped.
-    """
-    path: list[str | int] = []
-    owner: type[BaseModel] | None = None
-    variant: str | None = None
-    annotation: Any = JobConfig
-    tag: str | None = None  # the union tag under which `annotation` was reached, if any
-    segments = list(loc)
-    while segments:
-        segment = segments.pop(0)
-        if _is_model(annotation):
-            owner, variant = annotation, tag
-            path.append(segment)
-            field = annotation.model_fields.get(str(segment))
-            if field is None:
-                break
-            annotation, tag = field.annotation, None
-            members = tagged_members(field)
-            if members and segments and segments[0] in members:
-                tag = str(segments.pop(0))
-                annotation = members[tag]
-        elif isinstance(segment, int) and get_origin(annotation) is list:
-            path.append(segment)
-            annotation, tag = get_args(annotation)[0], None
-        else:
-            path.extend(index for index in (segment, *segments) if isinstance(index, int))
-            break
-    return tuple(path), owner, variant
-
-
-def tagged_members(field: FieldInfo) -> dict[str, type[BaseModel]]:
-    """Members of a discriminated-union field keyed by their tag (`{"full": FullMethod, ...}`); else {}."""
-    discriminator = field.discriminator
-    if not isinstance(discriminator, str):
-        return {}
-    return {
-        tag: member
-        for member in get_args(field.annotation)
-        for tag in get_args(member.model_fields[discriminator].annotation)
-    }
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def overlaps(path: KeyPath, key: KeyPath) -> bool:
-    """True when an error at `path` concerns data set by override `key` (one contains the other)."""
-    shorter = min(len(path), len(key))
-    return path[:shorter] == key[:shorter]
-
-
-def line_of(path: KeyPath, lines: dict[KeyPath, int]) -> int | None:
-    """Line of the deepest part of `path` present in the file (a missing key points at its section)."""
-    for depth in range(len(path), 0, -1):
-        if path[:depth] in lines:
-            return lines[path[:depth]]
-    return None
-
-
-def dotted(path: KeyPath) -> str:
-    """Render ('data', 'train_files', 0, 'path') as `data.train_files[0].path`."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
-    return text
+        raise config_error(exc, JobConfig, source=source, lines=lines, overridden=overridden) from None
 
 
 def resolve_paths(cfg: JobConfig, config_dir: Path) -> None:

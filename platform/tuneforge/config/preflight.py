@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from tuneforge.config.loader import ConfigError, config_from_dict, config_hash, save_config
+from tuneforge.config.errors import ConfigError
+from tuneforge.config.loader import config_from_dict, config_hash, save_config
 from tuneforge.config.schema import JobConfig
 
 RUN_CONFIG = "job.yaml"
 OVERWRITE_HINT = "choose another trainer.output_dir, or pass --overwrite to replace it"
 
 
-def saved_form(job: JobConfig) -> dict:
+def saved_form(job: JobConfig) -> dict[str, Any]:
     """The config as ``save_config`` writes it (secrets masked), read back: comparable with a job.yaml."""
     with tempfile.TemporaryDirectory(prefix="tuneforge-cfg-") as tmp:
         path = Path(tmp) / RUN_CONFIG
         save_config(job, path)
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return data
 
 
 def _hash_of(data: object) -> str | None:

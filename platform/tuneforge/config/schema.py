@@ -190,7 +190,8 @@ class DataConfig(_Section):
         """Train files and mode sources form one mix: need one of them, weights on all or none."""
         if not self.train_files and not self.modes:
             raise ValueError("train_files: give at least one training file (or a `modes` entry)")
-        weighted = [s.weight is not None for s in (*self.train_files, *self.modes)]
+        sources: tuple[DatasetSpec | ModeSource, ...] = (*self.train_files, *self.modes)
+        weighted = [s.weight is not None for s in sources]
         if self.modes and any(weighted) and not all(weighted):
             raise ValueError("modes: set weight on every train file and mode source, or on none")
         return self

@@ -1,8 +1,9 @@
 """The chat intermediate representation every reader produces and every template consumes.
 
 Readers turn many on-disk formats into ``Conversation`` objects, so templates, splitting and
-statistics are written once. ``to_dict``/``from_dict`` give a JSON-serialisable form for shipping
-records through Ray Data.
+statistics are written once. ``to_dict``/``from_dict`` give an exact JSON-serialisable form (the
+Ray Data pipeline ships flatter record rows instead: ``data/record_rows.py``); the OpenAI chat form
+that files are written in is ``data/openai_format.py``.
 
 Tool use is part of the IR, not of a format: an assistant message may carry ``tool_calls`` (each a
 ``{"id", "name", "arguments"}`` dict, arguments parsed from JSON when they were a JSON string), a

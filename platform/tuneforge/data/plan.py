@@ -11,14 +11,22 @@ the first occurrence always wins. The same pass counts per-source records, skipp
 duplicates, the train/eval split and the exact size of the weighted train mix, and hashes every
 input file (sha256) so the run can log precisely what it trained on.
 
+That digest is the file's one identity for the rest of the run: the tokenized-data cache key, the
+logged per-source stats and the registered version's lineage all take ``SourcePlan.sha256``; none
+reads the file again. Driver-side consumers that need the records themselves ride on the same pass
+as ``visitors`` (``RecordVisitor``: each kept record with its split side), so a run reads each input
+file once on the driver: ``TextSample`` collects the texts a tiny model's tokenizer is trained on,
+``data.holdout.HoldoutWriter`` streams the held-out split to its file.
+
 Memory on the driver is O(records) small digests, not O(corpus bytes): about 100 bytes per record
 (10M records ~ 1 GB), and one file's bytes at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from tuneforge.data.errors import DataError
@@ -28,6 +36,7 @@ from tuneforge.data.ir import Conversation
 from tuneforge.data.mixing import mix_factors, repeat_count
 from tuneforge.data.readers import ProblemLog, RecordStream, open_source
 from tuneforge.data.split import is_eval_hash
+from tuneforge.data.templates import render_text
 
 
 class SourceSpec(Protocol):
@@ -37,6 +46,15 @@ class SourceSpec(Protocol):
     format: str
     weight: float | None
     name: str | None
+
+
+class RecordVisitor(Protocol):
+    """Sees every kept (deduplicated) record of the plan's pass, in pass order (eval files first).
+
+    ``side`` is the split the record feeds ("train"/"eval"); ``split``/``index`` name its source.
+    """
+
+    def visit(self, split: str, index: int, conv: Conversation, side: str) -> None: ...
 
 
 @dataclass
@@ -82,6 +100,8 @@ class DataPlan:
     sources: list[SourcePlan]
     drop: set[tuple[str, int, int]] = field(default_factory=set)
     problems: ProblemLog = field(default_factory=ProblemLog)
+    #: the held-out split file written during the pass (``data.holdout.HoldoutWriter``), if any
+    holdout: Path | None = None
 
     def source(self, split: str, index: int) -> SourcePlan:
         return next(s for s in self.sources if s.split == split and s.index == index)
@@ -95,8 +115,6 @@ class DataPlan:
     def sample_texts(self, template: str, limit: int = 20_000) -> list[str]:
         """Up to ``limit`` rendered records, every source in order: what a tiny model's BPE is trained
         on (a run and ``data preview --config`` both call this, so their tokenizers are the same)."""
-        from tuneforge.data.templates import render_text
-
         texts: list[str] = []
         for sp in self.sources:
             for conv in self.iter_conversations(sp.split, sp.index):
@@ -112,6 +130,45 @@ class DataPlan:
     def summary(self) -> dict[str, Any]:
         """The JSON the run logs as an artifact: per-source numbers and the skipped-record report."""
         return {"sources": [s.to_dict() for s in self.sources], "problems": self.problems.to_dict()}
+
+
+class TextSample:
+    """A plan visitor keeping the texts ``DataPlan.sample_texts`` returns, without a second read.
+
+    ``sample_texts`` takes every kept record of the train files, then of the eval files, up to
+    ``limit``; the pass streams eval files first, so each group is kept (up to ``limit``) apart and
+    ``texts`` joins them in that order.
+    """
+
+    def __init__(self, template: str, limit: int = 20_000) -> None:
+        self.template, self.limit = template, limit
+        self._texts: dict[str, list[str]] = {"train": [], "eval": []}
+
+    def visit(self, split: str, index: int, conv: Conversation, side: str) -> None:
+        if len(self._texts[split]) < self.limit:
+            self._texts[split].append(render_text(conv, self.template))
+
+    def texts(self) -> list[str]:
+        return (self._texts["train"] + self._texts["eval"])[: self.limit]
+
+
+def plan_stats(plan: DataPlan) -> dict[str, Any]:
+    """Per-source and whole-input numbers for MLflow params (sha256, format, counts, mix share)."""
+    sources = {
+        f"{sp.split}{sp.index}": {
+            "path": sp.source, "format": sp.format, "sha256": sp.sha256, "records": sp.records,
+            "duplicates": sp.duplicates, "near_duplicates": sp.near_duplicates, "skipped": sp.skipped,
+            "weight": sp.weight,
+            "share": round(sp.share, 6), "mixed_records": sp.mixed_records,
+        }
+        for sp in plan.sources
+    }  # fmt: skip
+    return {
+        "duplicates_removed": sum(sp.duplicates for sp in plan.sources),
+        "near_duplicates_removed": sum(sp.near_duplicates for sp in plan.sources),
+        "skipped_records": plan.problems.total,
+        "sources": sources,
+    }
 
 
 def keep_record(
@@ -137,11 +194,13 @@ def plan_data(
     dedup: bool = True,
     on_bad: str = "error",
     near_dedup: float | None = None,
+    visitors: Sequence[RecordVisitor] = (),
 ) -> DataPlan:
     """Stream, dedup (eval files first, so a train copy of an eval record is the one dropped), split, mix.
 
     ``near_dedup`` (a Jaccard threshold such as 0.85) also drops records whose word 5-grams
-    overlap an earlier record's that much (MinHash LSH); exact dedup must be on for it.
+    overlap an earlier record's that much (MinHash LSH); exact dedup must be on for it. Each kept
+    record is shown to every one of ``visitors`` with the side it feeds.
     """
     plan = DataPlan(sources=[])
     seen: set[bytes] = set()
@@ -175,11 +234,14 @@ def plan_data(
                 sp.near_duplicates += 1
                 continue
             seen.add(key)
-            if side_of(digest, split, eval_fraction, seed, has_eval) == "train":
+            side = side_of(digest, split, eval_fraction, seed, has_eval)
+            if side == "train":
                 sp.train_records += 1
                 kept.append(digest)
             else:
                 sp.eval_records += 1
+            for visitor in visitors:
+                visitor.visit(split, index, conv, side)
         sp.format, sp.sha256, sp.skipped = stream.format, sha256_hex(stream.data), stream.problems.total
         plan.problems.merge(stream.problems)
         if sp.records == 0:

@@ -7,8 +7,8 @@ the first ``max_errors`` errors in full for ``tuneforge data validate``). File-l
 file, truncated JSON array, unknown extension) always raise: there is nothing left to skip to.
 
 Formats are detected per file (the first readable record fixes it; every later record must match)
-unless given explicitly. The functions are pure (no Ray): the Ray Data glue calls ``parse_bytes`` on
-the bytes of each file and ships ``Conversation.to_dict()`` rows.
+unless given explicitly. The functions are pure (no Ray): the Ray Data tasks stream each file's bytes
+through ``RecordStream`` (``data/record_rows.py``) and ship flat record rows, not serialized IR.
 """
 
 from __future__ import annotations

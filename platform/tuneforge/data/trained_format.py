@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneforge.data.encode import resolve_template
+
 FORMAT_FILE = "tuneforge_format.json"
 FORMAT_TAG = "tuneforge.format"
 #: How many directory levels above a checkpoint are searched for the run's format file.
@@ -51,8 +53,6 @@ class TrainedFormat:
 
 def format_from_job(job: Any, tokenizer: Any) -> TrainedFormat:
     """The format a job trains with, its template resolved against the job's real tokenizer."""
-    from tuneforge.data.encode import resolve_template
-
     d, t = job.data, job.trainer
     return TrainedFormat(
         template=resolve_template(d.template, tokenizer),

@@ -1,42 +1,42 @@
-"""Ray Data pipeline: files -> chat IR -> dedup/split/mix -> tokens + loss masks -> packed blocks.
+"""Ray Data pipeline: files -> record rows -> (shuffled) -> tokens + loss masks -> packed blocks -> cache.
 
-The transformations are the pure functions of ``tuneforge.data``; this module only wires them into
-Ray Data so the same code runs on a laptop and on a cluster. The driver first builds a
-``DataPlan`` (``tuneforge.data.plan``): every file is parsed there (bad input fails fast with one
-clear message), exact duplicates are found by content hash, and the weighted mixing factors are
-fixed. Ray Data then reads each file in a task (fsspec: local paths, s3://, gs://), re-parses it with
-the same functions, drops the planned duplicates, keeps its split, repeats/subsamples train records
-by the deterministic ``repeat_count``, tokenizes and packs. ``PreparedData.report`` carries the
-per-source numbers (records, duplicates, skipped, shares, sha256) and the skipped-record report for
-the driver to log to MLflow.
+This module is only the Ray Data wiring; every transformation is a pure function of
+``tuneforge.data``, so the same code runs on a laptop and on a cluster:
 
-Training order is decided here, by design: the train split's serialized conversations (after
-mixing, one row per copy) go through Ray Data's ``random_shuffle`` with a seed derived from
-``trainer.seed`` *before* tokenizing, so every packed block is a random draw from the whole mix and
-the first steps of a run see every source in its configured share. The shuffle is an all-to-all
-over those rows (serialized JSON, several times smaller than the packed int64 rows it becomes): the
-object store holds, or spills to disk, the whole mixed train split once. Writing with
-``preserve_order`` makes the cache store that order, so every read of the entry streams the same
-rows in the same order. Every packed row also records ``source_tokens``: its trained tokens per
+- ``data/plan.py``: the driver's ``DataPlan``. Every file is streamed once there (bad input fails fast
+  with one clear message), exact duplicates are found by content hash, the weighted mixing factors
+  are fixed, and each file's sha256 is taken: the file's one digest for the rest of the run.
+- ``data/record_rows.py``: one row per input file (``file_items``) and, in a ``flat_map`` task per
+  file, the record rows of one split (``file_rows``: read with fsspec, re-parsed with the same
+  functions, planned duplicates dropped, the content-hash split kept, train records repeated or
+  subsampled by the deterministic ``repeat_count``). Record rows are flat Arrow-friendly columns
+  (roles, contents, train flags, tool use as JSON only when present), not a serialized IR.
+- ``data/tokenize_blocks.py``: ``map_batches`` over those rows: template + loss mask + tokenize +
+  pack (or pad), with per-batch counters and per-row ``source_tokens``.
+- ``data/token_cache.py``: the cache key, the manifest and the atomic publish of an entry.
+
+Training order is decided here, by design: the train split's record rows (after mixing, one row
+per copy) go through Ray Data's ``random_shuffle`` with a seed derived from ``trainer.seed``
+(``shuffle_seed``) *before* tokenizing, so every packed block is a random draw from the whole mix
+and the first steps of a run see every source in its configured share. The shuffle is an all-to-all
+over those rows (strings and small integer lists, several times smaller than the packed int64 rows
+they become): the object store holds, or spills to disk, the whole mixed train split once. Writing
+with ``preserve_order`` makes the cache store that order, so every read of the entry streams the
+same rows in the same order. Every packed row also records ``source_tokens``: its trained tokens per
 source of its split (not a model column; it lets the order and the shares be measured).
 
-Tokenized output is cached: ``cache_key`` hashes everything that decides the token rows (every input
-file's sha256 and format, the plan's dedup/split/mix settings, the tokenizer files, template,
-max_seq_len, packing and loss-mask options, and this pipeline's version), the pipeline *writes*
-Parquet under ``<cache_dir>/<key>/`` (streaming: blocks go from the tokenize tasks to files without
-ever being gathered in one place), and a rerun or a sweep with the same key reads those files
-instead of tokenizing again. A cache entry is published by an atomic rename after its manifest is
-written, so a crash mid-write leaves no half entry behind.
+Tokenized output is cached: the pipeline *writes* Parquet under ``<cache_dir>/<key>/`` (streaming:
+blocks go from the tokenize tasks to files without ever being gathered in one place), and a rerun or
+a sweep with the same key reads those files instead of tokenizing again. ``PreparedData.report``
+carries the per-source numbers (records, duplicates, skipped, shares, sha256) and the skipped-record
+report for the driver to log to MLflow.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
-import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
@@ -47,21 +47,26 @@ import ray.data
 from ray.data import Datasink
 
 from tuneforge.config import JobConfig
-from tuneforge.data import Conversation, FormatSpec, encode_record, pack_examples, pad_examples, parse_bytes
-from tuneforge.data.files import read_bytes
-from tuneforge.data.mixing import repeat_count, unit_interval
-from tuneforge.data.packing import IGNORE_INDEX
-from tuneforge.data.plan import DataPlan, keep_record, plan_data
+from tuneforge.data import token_cache
+from tuneforge.data.plan import DataPlan, RecordVisitor, plan_data, plan_stats
+from tuneforge.data.record_rows import (
+    ROW_COLUMNS,
+    SplitRules,
+    file_items,
+    file_rows,
+    row_conversations,
+    shuffle_seed,
+)
+from tuneforge.data.token_cache import PIPELINE_VERSION, PlanSettings
+from tuneforge.data.tokenize_blocks import (
+    MODEL_COLUMNS_PACKED,
+    MODEL_COLUMNS_PADDED,
+    SOURCE_TOKENS,
+    EncodeSettings,
+    tokenize_and_block,
+)
 from tuneforge.models.tokenizer import load_tokenizer
-from tuneforge.tracking.store import tuneforge_home
-
-MODEL_COLUMNS_PACKED = ["input_ids", "labels", "position_ids"]
-MODEL_COLUMNS_PADDED = ["input_ids", "labels", "position_ids", "attention_mask"]
-#: per packed row, trained tokens (label != -100) from each source of the split (index = source index)
-SOURCE_TOKENS = "source_tokens"
-_COUNTERS = ("n_docs", "n_dropped", "n_truncated", "n_too_long", "n_chunked")
-#: bump when the rows this pipeline writes change for the same inputs (invalidates every cache entry)
-PIPELINE_VERSION = 3  # 2: seeded global shuffle, source_tokens; 3: order-keeping Parquet sink
+from tuneforge.paths import tuneforge_home
 
 
 @dataclass
@@ -80,50 +85,49 @@ class PreparedData:
     cache_hit: bool = False
 
 
-def source_rows(
-    row: dict[str, Any],
-    *,
-    target: str,
-    drop: frozenset[tuple[str, int, int]],
-    factors: dict[int, float],
-    eval_fraction: float,
-    seed: int,
-    has_eval_files: bool,
-    on_bad: str,
-) -> list[dict[str, Any]]:
-    """One source file -> serialized conversations of split ``target`` (pure; runs in a Ray task)."""
-    fmt_arg = json.loads(row["fmt"])  # "auto", a format name, or a registry FormatSpec as a dict
-    fmt = FormatSpec(**fmt_arg) if isinstance(fmt_arg, dict) else fmt_arg
-    parsed = parse_bytes(read_bytes(row["path"]), row["path"], fmt, on_bad=on_bad)
-    parsed_source = row["source"]
-    out: list[dict[str, Any]] = []
-    for ordinal, conv in enumerate(parsed.conversations):
-        if (row["split"], row["index"], ordinal) in drop:
-            continue
-        if keep_record(conv, row["split"], eval_fraction, seed, has_eval_files) != target:
-            continue
-        copies = 1
-        if target == "train":
-            copies = repeat_count(conv.content_hash(), row["index"], factors.get(row["index"], 1.0), seed)
-        item = {"conv": json.dumps({**conv.to_dict(), "source": parsed_source}), "src": row["index"]}
-        out.extend([item] * copies)
-    return out
+# -- the job's settings, as the pure code takes them -----------------------------------------------------
 
 
-def source_items(plan: DataPlan, group: str) -> list[dict[str, Any]]:
-    """One row per input file of ``group`` ("train"/"eval" files) for ``source_rows``.
+def plan_settings(job: JobConfig) -> PlanSettings:
+    d = job.data
+    return PlanSettings(
+        d.dedup, d.near_dedup, d.eval_fraction, job.trainer.seed, d.on_bad_record, d.max_records
+    )
 
-    ``fmt`` is exactly what the driver parsed the file with, so a task keeps exactly the driver's
-    records (the planned drop keys are ordinals of those records).
-    """
-    items = []
-    for sp in plan.sources:
-        if sp.split != group:
-            continue
-        fmt_arg = sp.fmt_arg
-        fmt = json.dumps(asdict(fmt_arg) if isinstance(fmt_arg, FormatSpec) else fmt_arg)
-        items.append({"split": sp.split, "index": sp.index, "path": sp.path, "source": sp.source, "fmt": fmt})
-    return items
+
+def encode_settings(job: JobConfig) -> EncodeSettings:
+    d = job.data
+    return EncodeSettings(
+        d.template, job.trainer.max_seq_len, d.packing, d.train_on_prompt, d.last_turn_only, d.truncation
+    )
+
+
+def build_plan(job: JobConfig, visitors: Sequence[RecordVisitor] = ()) -> DataPlan:
+    """The driver-side parse/dedup/mix plan of a job; ``visitors`` ride on its single pass."""
+    d = job.data
+    return plan_data(
+        d.train_files,
+        d.eval_files,
+        eval_fraction=d.eval_fraction,
+        seed=job.trainer.seed,
+        dedup=d.dedup,
+        on_bad=d.on_bad_record,
+        near_dedup=d.near_dedup,
+        visitors=visitors,
+    )
+
+
+def cache_key(job: JobConfig, plan: DataPlan, tokenizer_dir: str) -> str:
+    """Content hash of everything that decides the tokenized rows of this job."""
+    return token_cache.cache_key(plan, tokenizer_dir, plan_settings(job), encode_settings(job))
+
+
+def cache_root(job: JobConfig) -> Path:
+    """``data.cache_dir`` or ``<tuneforge home>/cache/tokenized``."""
+    return Path(job.data.cache_dir) if job.data.cache_dir else tuneforge_home() / "cache" / "tokenized"
+
+
+# -- Ray Data --------------------------------------------------------------------------------------------
 
 
 def _group(job: JobConfig, target: str) -> str:
@@ -136,36 +140,25 @@ def _n_sources(plan: DataPlan, job: JobConfig, target: str) -> int:
     return sum(1 for sp in plan.sources if sp.split == group)
 
 
-def shuffle_seed(seed: int) -> int:
-    """The seed of the global train-order shuffle, derived from ``trainer.seed``.
-
-    Hashed so that it is a valid NumPy seed for any configured seed (negative ones too; Ray adds
-    the task index to it) and independent of the other uses of the same seed.
-    """
-    return int(unit_interval(seed, "train-order") * 2**31)
-
-
 def _split_dataset(plan: DataPlan, job: JobConfig, target: str) -> ray.data.Dataset:
-    """The rows of split ``target``: from train_files (hash split) or from eval_files when given."""
+    """The record rows of split ``target``: from train_files (hash split) or from eval_files when given."""
     d = job.data
-    has_eval = bool(d.eval_files)
-    group = _group(job, target)
-    items = source_items(plan, group)
-    fn = partial(
-        source_rows,
-        target=target,
-        drop=frozenset(plan.drop),
-        factors={sp.index: sp.factor for sp in plan.sources if sp.split == "train"},
+    items = file_items(plan, _group(job, target))
+    rules = SplitRules.of(
+        plan,
+        target,
         eval_fraction=d.eval_fraction,
         seed=job.trainer.seed,
-        has_eval_files=has_eval,
+        has_eval_files=bool(d.eval_files),
         on_bad=d.on_bad_record,
     )
-    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).flat_map(fn)
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).flat_map(
+        partial(file_rows, rules=rules)
+    )
 
 
 def train_rows(plan: DataPlan, job: JobConfig) -> ray.data.Dataset:
-    """The mixed train split's serialized conversations in training order (a seeded global shuffle).
+    """The mixed train split's record rows in training order (a seeded global shuffle).
 
     Ray's ``random_shuffle`` with an integer seed is deterministic across executions (verified on
     Ray 2.60: same rows, same order; another seed, another order) as long as its input blocks come in
@@ -184,214 +177,27 @@ def _tokenizer(path: str) -> Any:
     return load_tokenizer(path)
 
 
-def tokenize_and_block(
-    batch: dict[str, np.ndarray],
-    *,
-    tokenizer: Any,
-    template: str,
-    max_seq_len: int,
-    packing: bool,
-    train_on_prompt: bool,
-    last_turn_only: bool,
-    truncation: str,
-    n_sources: int = 1,
-) -> dict[str, np.ndarray]:
-    """A batch of serialized conversations -> fixed-length model rows (packed or padded) + counters.
-
-    ``batch["src"]`` (optional; 0 when absent) is each record's source index, of ``n_sources``.
-    """
-    examples: list[dict[str, list[int]]] = []
-    example_sources: list[int] = []
-    counts = dict.fromkeys(_COUNTERS, 0)
-    srcs = batch.get("src")
-    for i, raw in enumerate(batch["conv"]):
-        result = encode_record(
-            Conversation.from_dict(json.loads(raw)),
-            tokenizer,
-            template,
-            max_seq_len,
-            train_on_prompt=train_on_prompt,
-            truncation=truncation,
-            last_turn_only=last_turn_only,
-        )
-        examples += result.examples
-        example_sources += [int(srcs[i]) if srcs is not None else 0] * len(result.examples)
-        counts["n_docs"] += 1 if result.examples else 0
-        counts["n_dropped"] += 0 if result.examples else 1
-        counts["n_truncated"] += result.status == "truncated"
-        counts["n_too_long"] += result.status == "dropped_too_long"
-        counts["n_chunked"] += result.status == "chunked"
-    pad_id = tokenizer.pad_token_id
-    rows = (
-        pack_examples(examples, max_seq_len, pad_id)
-        if packing
-        else pad_examples(examples, max_seq_len, pad_id)
-    )
-    columns = MODEL_COLUMNS_PACKED if packing else MODEL_COLUMNS_PADDED
-    out = {
-        c: np.asarray([r[c] for r in rows], dtype=np.int64).reshape(len(rows), max_seq_len) for c in columns
-    }
-    real = [
-        sum(1 for t in r["input_ids"] if t != pad_id) if packing else sum(r["attention_mask"]) for r in rows
-    ]
-    out["n_real"] = np.asarray(real, dtype=np.int64)
-    out[SOURCE_TOKENS] = _source_tokens(out["labels"], examples, example_sources, n_sources, packing)
-    for name, value in counts.items():  # batch totals ride on the batch's first row
-        out[name] = np.zeros(len(rows), dtype=np.int64)
-        if rows:
-            out[name][0] = value
-    return out
-
-
-def _source_tokens(
-    labels: np.ndarray,
-    examples: list[dict[str, list[int]]],
-    sources: list[int],
-    n_sources: int,
-    packing: bool,
-) -> np.ndarray:
-    """Per output row, how many trained tokens (label != -100) came from each source.
-
-    For packed rows the examples are packed a second time with each token replaced by its source
-    index (pad -1): ``pack_examples`` places examples by length alone, so that layout is exactly the
-    real rows' layout, and the real labels say which of those tokens are trained.
-    """
-    rows, max_seq_len = labels.shape
-    out = np.zeros((rows, max(1, n_sources)), dtype=np.int64)
-    if not rows:
-        return out
-    trained = labels != IGNORE_INDEX
-    if packing:
-        tagged = [
-            {"input_ids": [s] * len(e["input_ids"]), "labels": e["labels"]}
-            for e, s in zip(examples, sources, strict=True)
-        ]
-        marks = np.asarray([b["input_ids"] for b in pack_examples(tagged, max_seq_len, -1)], dtype=np.int64)
-    else:
-        marks = np.repeat(np.asarray(sources, dtype=np.int64)[:, None], max_seq_len, axis=1)
-    if marks.shape != labels.shape:
-        raise AssertionError("source layout differs from the packed rows")
-    for s in range(out.shape[1]):
-        out[:, s] = ((marks == s) & trained).sum(axis=1)
-    return out
-
-
 def _tokenize_batch(
-    batch: dict[str, np.ndarray], *, tokenizer_dir: str, **kwargs: Any
+    batch: Any, *, tokenizer_dir: str, settings: EncodeSettings, n_sources: int
 ) -> dict[str, np.ndarray]:
-    return tokenize_and_block(batch, tokenizer=_tokenizer(tokenizer_dir), **kwargs)
+    """One ``pyarrow`` batch of record rows -> model rows (the columns become plain Python values)."""
+    if batch.num_rows == 0:
+        convs, sources = [], []
+    else:
+        columns = {c: batch.column(c).to_pylist() for c in ROW_COLUMNS}
+        convs, sources = row_conversations(columns), columns["src"]
+    return tokenize_and_block(
+        convs, sources, tokenizer=_tokenizer(tokenizer_dir), settings=settings, n_sources=n_sources
+    )
 
 
 def _tokenized(ds: ray.data.Dataset, job: JobConfig, tokenizer_dir: str, n_sources: int) -> ray.data.Dataset:
-    d, t = job.data, job.trainer
     return ds.map_batches(
         _tokenize_batch,
         batch_size=256,
-        fn_kwargs={
-            "tokenizer_dir": tokenizer_dir,
-            "template": d.template,
-            "max_seq_len": t.max_seq_len,
-            "packing": d.packing,
-            "train_on_prompt": d.train_on_prompt,
-            "last_turn_only": d.last_turn_only,
-            "truncation": d.truncation,
-            "n_sources": n_sources,
-        },
+        batch_format="pyarrow",
+        fn_kwargs={"tokenizer_dir": tokenizer_dir, "settings": encode_settings(job), "n_sources": n_sources},
     )
-
-
-def plan_stats(plan: DataPlan) -> dict[str, Any]:
-    """Per-source and whole-input numbers for MLflow params (sha256, format, counts, mix share)."""
-    sources = {
-        f"{sp.split}{sp.index}": {
-            "path": sp.source, "format": sp.format, "sha256": sp.sha256, "records": sp.records,
-            "duplicates": sp.duplicates, "near_duplicates": sp.near_duplicates, "skipped": sp.skipped,
-            "weight": sp.weight,
-            "share": round(sp.share, 6), "mixed_records": sp.mixed_records,
-        }
-        for sp in plan.sources
-    }  # fmt: skip
-    return {
-        "duplicates_removed": sum(sp.duplicates for sp in plan.sources),
-        "near_duplicates_removed": sum(sp.near_duplicates for sp in plan.sources),
-        "skipped_records": plan.problems.total,
-        "sources": sources,
-    }
-
-
-def build_plan(job: JobConfig) -> DataPlan:
-    """The driver-side parse/dedup/mix plan of a job (also what ``validate_and_sample_texts`` uses)."""
-    d = job.data
-    return plan_data(
-        d.train_files,
-        d.eval_files,
-        eval_fraction=d.eval_fraction,
-        seed=job.trainer.seed,
-        dedup=d.dedup,
-        on_bad=d.on_bad_record,
-        near_dedup=d.near_dedup,
-    )
-
-
-def tokenizer_fingerprint(tokenizer_dir: str) -> str:
-    """sha256 over the tokenizer's files: a retrained or edited tokenizer gets new cache entries."""
-    h = hashlib.sha256()
-    for path in sorted(Path(tokenizer_dir).glob("*")):
-        if path.is_file() and (
-            path.name.startswith(("tokenizer", "special_tokens")) or path.suffix == ".model"
-        ):
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def cache_key(job: JobConfig, plan: DataPlan, tokenizer_dir: str) -> str:
-    """Content hash of everything that decides the tokenized rows of this job."""
-    d, t = job.data, job.trainer
-    parts = {
-        "version": PIPELINE_VERSION,
-        "sources": [
-            [sp.split, sp.index, sp.sha256, sp.to_dict()["fmt_arg"], sp.weight, sp.factor]
-            for sp in plan.sources
-        ],
-        "plan": [d.dedup, d.near_dedup, d.eval_fraction, t.seed, d.on_bad_record, d.max_records],
-        "drop": hashlib.sha256(repr(sorted(plan.drop)).encode()).hexdigest(),
-        "tokenizer": tokenizer_fingerprint(tokenizer_dir),
-        "encode": [d.template, t.max_seq_len, d.packing, d.train_on_prompt, d.last_turn_only, d.truncation],
-    }  # fmt: skip
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def cache_root(job: JobConfig) -> Path:
-    """``data.cache_dir`` or ``<tuneforge home>/cache/tokenized``."""
-    return Path(job.data.cache_dir) if job.data.cache_dir else tuneforge_home() / "cache" / "tokenized"
-
-
-def _split_stats(path: Path, prefix: str, max_seq_len: int) -> dict[str, float]:
-    """Block and token counts of one written split, summed from its Parquet files.
-
-    Only the small counter columns are read, one file at a time, with pyarrow on the driver (the
-    entry is on a filesystem the driver reads anyway): a Ray Data ``aggregate`` here started hash
-    aggregator actors and took 6-10 s per split on a 2-CPU machine, for a handful of integers.
-    """
-    import pyarrow.parquet as pq
-
-    columns = ("n_real", *_COUNTERS)
-    rows, total = 0, dict.fromkeys(columns, 0)
-    for file in sorted(path.glob("*.parquet")):
-        table = pq.read_table(file, columns=list(columns))
-        rows += table.num_rows
-        for c in columns:
-            total[c] += int(np.asarray(table.column(c)).sum())
-    if rows == 0:
-        return {f"{prefix}_blocks": 0}
-    stats: dict[str, float] = {f"{prefix}_blocks": rows}
-    names = ("records", "dropped", "truncated", "too_long_dropped", "chunked")
-    for name, column in zip(names, _COUNTERS, strict=True):
-        stats[f"{prefix}_{name}"] = total[column]
-    stats[f"{prefix}_tokens"] = total["n_real"]
-    stats[f"{prefix}_padding_share"] = float(1.0 - total["n_real"] / (rows * max_seq_len))
-    return stats
 
 
 class OrderedParquetSink(Datasink[None]):
@@ -428,26 +234,20 @@ class OrderedParquetSink(Datasink[None]):
 
 def _write_entry(job: JobConfig, plan: DataPlan, tokenizer_dir: str, entry: Path) -> dict[str, Any]:
     """Tokenize both splits straight into Parquet under a temp dir, then publish it atomically."""
-    tmp = entry.parent / f".{entry.name}.{uuid.uuid4().hex[:8]}.tmp"
     splits = {"train": train_rows(plan, job), "eval": _split_dataset(plan, job, "eval")}
     stats: dict[str, Any] = {}
-    for name, raw in splits.items():
-        ds = _tokenized(raw, job, tokenizer_dir, _n_sources(plan, job, name))
-        # A Dataset runs with the DataContext copied when its source was created (from_items), so the
-        # order is asked for on the dataset itself: blocks keep their order through the shuffle's
-        # input, tokenizing and writing, and file names follow block order (OrderedParquetSink). The
-        # entry stores the seeded training order, and every ordered read streams it.
-        ds.context.execution_options.preserve_order = True
-        ds.write_datasink(OrderedParquetSink(str(tmp / name)))
-        (tmp / name).mkdir(parents=True, exist_ok=True)  # an empty split writes no file
-        stats.update(_split_stats(tmp / name, name, job.trainer.max_seq_len))
-    manifest = {"key": entry.name, "stats": stats, "version": PIPELINE_VERSION}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    try:
-        os.replace(tmp, entry)  # atomic publish; a concurrent writer of the same key may win the race
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return json.loads((entry / "manifest.json").read_text())
+    with token_cache.staged(entry) as tmp:
+        for name, raw in splits.items():
+            ds = _tokenized(raw, job, tokenizer_dir, _n_sources(plan, job, name))
+            # A Dataset runs with the DataContext copied when its source was created (from_items), so
+            # the order is asked for on the dataset itself: blocks keep their order through the
+            # shuffle's input, tokenizing and writing, and file names follow block order
+            # (OrderedParquetSink). The entry stores the seeded training order; ordered reads stream it.
+            ds.context.execution_options.preserve_order = True
+            ds.write_datasink(OrderedParquetSink(str(tmp / name)))
+            (tmp / name).mkdir(parents=True, exist_ok=True)  # an empty split writes no file
+            stats.update(token_cache.split_stats(tmp / name, name, job.trainer.max_seq_len))
+        return token_cache.publish(tmp, entry, stats)
 
 
 def _read_split(path: Path) -> ray.data.Dataset:
@@ -464,21 +264,21 @@ def build_datasets(
 
     The returned datasets stream from the cache's Parquet files (``materialize=True`` pins them in
     the object store, which a sweep needs: its trials must not launch Ray Data tasks themselves).
-    The split is by content hash, so it does not depend on file order.
+    The split is by content hash, so it does not depend on file order. Pass the run's ``plan``:
+    without one the files are planned (read) again.
     """
     d = job.data
     plan = plan or build_plan(job)
-    root = cache_root(job)
-    entry = root / cache_key(job, plan, tokenizer_dir)
-    hit = d.cache and (entry / "manifest.json").exists()
-    if hit:
-        manifest = json.loads((entry / "manifest.json").read_text())
-    else:
-        root.mkdir(parents=True, exist_ok=True)
-        if entry.exists():
-            shutil.rmtree(entry)  # no manifest: an unfinished entry from an older, crashed writer
+    entry = cache_root(job) / cache_key(job, plan, tokenizer_dir)
+    manifest = token_cache.read_manifest(entry) if d.cache else None
+    hit = manifest is not None
+    if manifest is None:
+        if d.cache:
+            token_cache.clear_unfinished(entry)  # no valid manifest: an unfinished or foreign entry
+        elif entry.exists():
+            shutil.rmtree(entry)  # cache off: always tokenize afresh
         manifest = _write_entry(job, plan, tokenizer_dir, entry)
-    stats: dict[str, Any] = {**manifest["stats"], **plan_stats(plan), "cache_hit": int(bool(hit))}
+    stats: dict[str, Any] = {**manifest["stats"], **plan_stats(plan), "cache_hit": int(hit)}
     columns = MODEL_COLUMNS_PACKED if d.packing else MODEL_COLUMNS_PADDED
     report = {
         **plan.summary(),
@@ -488,4 +288,21 @@ def build_datasets(
     train, evald = (_read_split(entry / name).select_columns(columns) for name in ("train", "eval"))
     if materialize:
         train, evald = train.materialize(), evald.materialize()
-    return PreparedData(train, evald, stats, report, cache_dir=str(entry), cache_hit=bool(hit))
+    return PreparedData(train, evald, stats, report, cache_dir=str(entry), cache_hit=hit)
+
+
+__all__ = [
+    "MODEL_COLUMNS_PACKED",
+    "MODEL_COLUMNS_PADDED",
+    "PIPELINE_VERSION",
+    "SOURCE_TOKENS",
+    "OrderedParquetSink",
+    "PreparedData",
+    "build_datasets",
+    "build_plan",
+    "cache_key",
+    "cache_root",
+    "encode_settings",
+    "plan_settings",
+    "train_rows",
+]

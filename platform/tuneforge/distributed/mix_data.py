@@ -27,12 +27,9 @@ import ray.data
 
 from tuneforge.config import JobConfig
 from tuneforge.data.mixing import mix_factors, repeat_count
-from tuneforge.distributed.data_pipeline import (
-    MODEL_COLUMNS_PACKED,
-    MODEL_COLUMNS_PADDED,
-    PreparedData,
-    build_datasets,
-)
+from tuneforge.data.plan import DataPlan
+from tuneforge.data.tokenize_blocks import MODEL_COLUMNS_PACKED, MODEL_COLUMNS_PADDED
+from tuneforge.distributed.data_pipeline import PreparedData, build_datasets
 
 
 @dataclass
@@ -49,14 +46,19 @@ class MixSources:
         return sum(self.blocks)
 
 
-def prepare_mix_sources(job: JobConfig, tokenizer_dir: str) -> MixSources:
-    """Tokenize every train source alone (cached) and the job's eval split once (materialised)."""
+def prepare_mix_sources(job: JobConfig, tokenizer_dir: str, plan: DataPlan | None = None) -> MixSources:
+    """Tokenize every train source alone (cached) and the job's eval split once (materialised).
+
+    ``plan`` is the job's own data plan (the sweep's): given, the eval build reuses it instead of
+    reading every file again. Each per-source build plans its one source (with the eval files) on
+    its own, because its dedup is within that source only.
+    """
     d = job.data
     per_source = []
     for spec in d.train_files:
         one = d.model_copy(update={"train_files": [spec.model_copy(update={"weight": None})]})
         per_source.append(build_datasets(job.model_copy(update={"data": one}), tokenizer_dir))
-    evald = build_datasets(job, tokenizer_dir, materialize=True)
+    evald = build_datasets(job, tokenizer_dir, plan, materialize=True)
     columns = MODEL_COLUMNS_PACKED if d.packing else MODEL_COLUMNS_PADDED
     return MixSources(
         train_dirs=[str(Path(p.cache_dir or "") / "train") for p in per_source],

@@ -35,6 +35,7 @@ from tuneforge.distributed.stages import (
 from tuneforge.evaluation.evaluate import file_hash
 from tuneforge.models.base import model_trust_tags
 from tuneforge.models.methods import check_method_available
+from tuneforge.paths import tuneforge_home
 from tuneforge.tracking import (
     end_run,
     home_dir,
@@ -44,7 +45,6 @@ from tuneforge.tracking import (
     redact_uri,
     set_tags,
     start_run,
-    tuneforge_home,
     ui_command,
 )
 from tuneforge.training.resume import CONFIG_FILE, ResumeTarget, RunRecord, resumed_job

@@ -21,7 +21,8 @@ import ray
 import ray.train
 
 from tuneforge.config import JobConfig
-from tuneforge.data.plan import DataPlan
+from tuneforge.data.holdout import HoldoutWriter
+from tuneforge.data.plan import DataPlan, TextSample
 from tuneforge.data.trained_format import TrainedFormat, format_from_job
 from tuneforge.distributed.data_pipeline import PreparedData, build_plan
 from tuneforge.distributed.preflight import START_RETRIES, WORKER_GROUP_START_TIMEOUT_S
@@ -31,8 +32,9 @@ from tuneforge.models.io import merge_adapter
 from tuneforge.models.method_traits import MERGEABLE_ADAPTERS, registrable, supports_packing
 from tuneforge.models.tokenizer import load_tokenizer
 from tuneforge.modes.materialize import with_mode_sources
+from tuneforge.paths import tuneforge_home
 from tuneforge.registry.lineage import lineage_tags
-from tuneforge.tracking import LoggedModel, log_artifacts, log_hf_model, resolve_tracking_uri, tuneforge_home
+from tuneforge.tracking import LoggedModel, log_artifacts, log_hf_model, resolve_tracking_uri
 from tuneforge.training.checkpoint_store import incomplete_reason, latest_resumable, remove_orphans
 from tuneforge.training.resume import TrainingFailed
 
@@ -63,9 +65,13 @@ def validate_and_sample_texts(job: JobConfig, plan: DataPlan | None = None, limi
     """Validate every input (via the plan) and return up to ``limit`` rendered train texts.
 
     The texts train the tiny model's tokenizer; a real base model brings its own, so none are read.
-    The files are streamed, so the sample never needs the corpus in memory.
+    The files are streamed, so the sample never needs the corpus in memory. Without a ``plan`` the
+    sample is taken during the plan's own pass; with one, its files are streamed again.
     """
-    plan = plan or build_plan(job)  # bad records raise here (or are counted with on_bad_record=skip)
+    if plan is None:
+        sample = TextSample(job.data.template, limit) if job.model.name_or_path is None else None
+        build_plan(job, [sample] if sample else [])  # bad records raise here (or are counted: skip)
+        return sample.texts() if sample else []
     if job.model.name_or_path is not None:
         return []
     return plan.sample_texts(job.data.template, limit)
@@ -93,13 +99,22 @@ def trained_format(job: JobConfig, tok_dir: Path) -> TrainedFormat:
 def prepare(job: JobConfig, work_dir: Path, say: Say) -> Prepared:
     """Compile modes, validate every input, materialise the base model and its tokenizer.
 
-    ``work_dir`` (a run's or a sweep's directory) receives ``modes/``, ``base/`` and the trained
-    format, by which checkpoints under it are scored.
+    ``work_dir`` (a run's or a sweep's directory) receives ``modes/``, ``base/``, the trained
+    format, by which checkpoints under it are scored, and the held-out split ``eval.jsonl``. The data
+    plan is the only read of the input files on the driver: the tokenizer's sample texts and the
+    held-out split are taken during its pass, and the cache key and lineage use its digests.
     """
     job = with_mode_sources(job, work_dir / "modes")  # `modes:` compiled to JSONL train files
     say("validating data")
-    plan = build_plan(job)
-    texts = validate_and_sample_texts(job, plan)
+    sample = TextSample(job.data.template) if job.model.name_or_path is None else None
+    holdout = HoldoutWriter(work_dir / "eval.jsonl")
+    try:
+        plan = build_plan(job, [v for v in (sample, holdout) if v is not None])
+    except BaseException:
+        holdout.abort()
+        raise
+    plan.holdout = holdout.publish()
+    texts = sample.texts() if sample is not None else []
     say("preparing base model and tokenizer")
     cache = tuneforge_home() / "cache" / "models"
     base_dir = prepare_base(job.model, texts, work_dir / "base", job.trainer.seed, cache)
@@ -235,7 +250,7 @@ def log_model(
     registered. Lineage (knobs, data, trained format) is ``job``'s: for a sweep, the trial's job.
     """
     fmt = trained_format(job, prepared.tok_dir)
-    tags = {**lineage_tags(job, run_id, eval_hash, fmt), **(extra_tags or {})}
+    tags = {**lineage_tags(job, run_id, eval_hash, fmt, prepared.plan), **(extra_tags or {})}
     if registrable(job.method.name):
         model_dir, adapter_dir = ckpt, None
         if job.method.name in MERGEABLE_ADAPTERS:

@@ -13,7 +13,7 @@ from tuneforge.config import JobConfig, config_hash
 from tuneforge.distributed.data_pipeline import PreparedData
 from tuneforge.distributed.preflight import START_RETRIES
 from tuneforge.distributed.worker import train_loop_per_worker
-from tuneforge.tracking import tuneforge_home
+from tuneforge.paths import tuneforge_home
 
 
 def make_trainer(

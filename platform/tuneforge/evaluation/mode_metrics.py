@@ -4,6 +4,10 @@
 get the conversation the model answered (``contexts[i]``), because some judgements need the input:
 whether an editor kept what was already right, whether a question is answerable from the passage.
 Everything here is offline (rouge-score, nltk's GLEU, no nltk data).
+
+Metrics that must know a mode's prompts to read its output are factories here, and their mode
+registers them with its own markers (``filter``: :func:`sentence_metrics`, ``chat+instruct``:
+:func:`part_rouge`): nothing here imports ``tuneforge.modes``.
 """
 
 from __future__ import annotations
@@ -11,13 +15,13 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-_NUMBERED = re.compile(r"^\s*(?:(\d+)[.)]|step\s+(\d+)\s*[:.)-])\s+(.*\S)", re.IGNORECASE)
-_BULLET = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*")
+from tuneforge.data.text_parse import last_user, list_items, parse_numbered
+
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[a-z0-9']+")
 STOPWORDS = frozenset(
@@ -65,11 +69,6 @@ def cer(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
     )
 
 
-def last_user(conv: Any) -> str:
-    """The content of the last user message of a conversation (the input the model answered)."""
-    return next((m.content for m in reversed(conv.messages) if m.role == "user"), "")
-
-
 def _matched(a: list[str], b: list[str]) -> set[int]:
     """Indices of ``a``'s tokens that the longest matching blocks pair with tokens of ``b``."""
     sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
@@ -87,15 +86,6 @@ def kept_rate(predictions: Sequence[str], references: Sequence[str], contexts: S
         right = _matched(src, r.split())
         out.append(len(right & _matched(src, p.split())) / len(right) if right else math.nan)
     return np.array(out)
-
-
-def parse_numbered(text: str) -> list[tuple[int, str]]:
-    """(number, item) for every numbered line (``1.``, ``1)``, ``Step 1:``)."""
-    return [
-        (int(m.group(1) or m.group(2)), m.group(3).strip())
-        for ln in text.splitlines()
-        if (m := _NUMBERED.match(ln))
-    ]
 
 
 def structure_validity(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
@@ -124,17 +114,17 @@ def step_recall(predictions: Sequence[str], references: Sequence[str], threshold
     return np.array(out)
 
 
-def _sentence_set(text: str) -> set[str]:
-    from tuneforge.modes.filter import PROMPTS  # lazy: modes import evaluation, not the other way round
-
+def sentence_set(text: str, none_marker: str = "") -> set[str]:
+    """The sentences of ``text``, blanks normalised; empty for ``none_marker`` (the "keep nothing" answer)."""
     text = text.strip()
-    if not text or text == PROMPTS["none"]:
+    if not text or text == none_marker:
         return set()
     return {" ".join(s.split()) for s in _SENTENCE.split(text) if s.strip()}
 
 
-def _sentence_prf(p: str, r: str) -> tuple[float, float, float]:
-    ps, rs = _sentence_set(p), _sentence_set(r)
+def sentence_prf(p: str, r: str, none_marker: str = "") -> tuple[float, float, float]:
+    """(precision, recall, F1) of kept sentences; keeping nothing when nothing passes scores 1."""
+    ps, rs = sentence_set(p, none_marker), sentence_set(r, none_marker)
     if not ps and not rs:
         return 1.0, 1.0, 1.0
     tp = len(ps & rs)
@@ -143,24 +133,29 @@ def _sentence_prf(p: str, r: str) -> tuple[float, float, float]:
     return prec, rec, (2 * prec * rec / (prec + rec) if prec + rec else 0.0)
 
 
-def sentence_precision(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
-    """Share of the kept sentences that should have been kept (exact sentence match)."""
-    return np.array([_sentence_prf(p, r)[0] for p, r in zip(predictions, references, strict=True)])
+Scorer = Callable[..., np.ndarray]
 
 
-def sentence_recall(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
-    """Share of the sentences that should be kept that were kept."""
-    return np.array([_sentence_prf(p, r)[1] for p, r in zip(predictions, references, strict=True)])
+def sentence_metrics(none_marker: str) -> dict[str, Scorer]:
+    """``sentence_precision/recall/f1`` for a mode whose "nothing is kept" answer is ``none_marker``."""
+
+    def part(k: int, doc: str) -> Scorer:
+        def fn(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
+            prf = [sentence_prf(p, r, none_marker) for p, r in zip(predictions, references, strict=True)]
+            return np.array([x[k] for x in prf])
+
+        fn.__doc__ = doc
+        return fn
+
+    return {
+        "sentence_precision": part(0, "Share of the kept sentences that should have been kept."),
+        "sentence_recall": part(1, "Share of the sentences that should be kept that were kept."),
+        "sentence_f1": part(2, "F1 of kept sentences; keeping nothing when nothing passes scores 1."),
+    }
 
 
-def sentence_f1(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
-    """F1 of kept sentences; keeping nothing when nothing passes scores 1."""
-    return np.array([_sentence_prf(p, r)[2] for p, r in zip(predictions, references, strict=True)])
-
-
-def questions(text: str) -> list[str]:
-    """One question per line, numbering and bullets stripped."""
-    return [q for ln in text.splitlines() if (q := _BULLET.sub("", ln).strip())]
+#: One question per line, numbering and bullets stripped.
+questions = list_items
 
 
 def question_overlap(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
@@ -191,20 +186,17 @@ def answerability(
     return np.array(out)
 
 
-def _part_rouge(part: str):
-    def fn(predictions: Sequence[str], references: Sequence[str], contexts: Sequence[Any]) -> np.ndarray:
-        from tuneforge.modes.chat_instruct import is_instruct_part
+def part_rouge(part: str, in_part: Callable[[Any], bool]) -> Scorer:
+    """ROUGE-L on records for which ``in_part(conversation)`` holds (NaN elsewhere): a mode that
+    switches between parts of one dialogue registers one of these per part."""
 
+    def fn(predictions: Sequence[str], references: Sequence[str], contexts: Sequence[Any]) -> np.ndarray:
         return np.array(
             [
-                _rouge_l(p, r) if is_instruct_part(c) == (part == "instruct") else math.nan
+                _rouge_l(p, r) if in_part(c) else math.nan
                 for p, r, c in zip(predictions, references, contexts, strict=True)
             ]
         )
 
     fn.__doc__ = f"ROUGE-L on records whose last answer is in {part} mode (NaN elsewhere)."
     return fn
-
-
-rouge_l_chat = _part_rouge("chat")
-rouge_l_instruct = _part_rouge("instruct")

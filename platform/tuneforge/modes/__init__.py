@@ -1,6 +1,8 @@
 """tuneforge.modes: tuning modes as data -- input structure, compiler to the chat IR, builders, metric.
 
-No Ray here; modes import only ``tuneforge.data`` and ``tuneforge.evaluation``. See docs/modes.md.
+No Ray here; modes import only ``tuneforge.data``, ``tuneforge.evaluation`` (and ``tuneforge.config`` to
+materialise a job's modes). Importing this package registers every built-in mode and its metrics with
+``tuneforge.evaluation.metric_registry``. See docs/modes.md.
 """
 
 from tuneforge.modes.base import BuildOptions, Mode, to_openai

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tuneforge.data.ir import Conversation, Message
+from tuneforge.data.openai_format import to_openai as to_openai  # the one IR -> OpenAI writer (re-exported)
 
 
 @dataclass
@@ -96,19 +97,6 @@ def conversation(system: str | None, *turns: tuple[str, str], mode: str = "instr
     """``[system] + (role, content)...`` as an IR record; an empty system prompt is left out."""
     msgs = ([Message("system", system)] if system else []) + [Message(r, c) for r, c in turns]
     return Conversation(tuple(msgs), mode=mode)
-
-
-def to_openai(conv: Conversation) -> dict[str, Any]:
-    """An IR record as an OpenAI chat JSONL row (or ``{"text"}`` for a pretrain record)."""
-    if conv.mode == "pretrain":
-        return {"text": conv.text}
-    rows = []
-    for m in conv.messages:
-        row: dict[str, Any] = {"role": m.role, "content": m.content}
-        if m.role == "assistant" and m.train is False:
-            row["weight"] = 0
-        rows.append(row)
-    return {"messages": rows}
 
 
 def take(items: Iterable[Any], limit: int | None) -> Iterator[Any]:

@@ -10,6 +10,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from tuneforge.data import Conversation, Message
+from tuneforge.data.text_parse import has_user_marker
+from tuneforge.evaluation.metric_registry import register_mode_metric
+from tuneforge.evaluation.mode_metrics import part_rouge
 from tuneforge.modes.base import BuildOptions, Mode
 from tuneforge.modes.chat import ChatExample, chat_examples
 from tuneforge.modes.instruct import InstructExample, instruct_examples
@@ -43,7 +46,16 @@ def compile_chat_instruct(ex: ChatInstructExample) -> Conversation:
 
 def is_instruct_part(conv: Conversation) -> bool:
     """Whether the record's last answer is given in instruct mode (the switch marker came before it)."""
-    return any(m.role == "user" and m.content.strip() == PROMPTS["switch"] for m in conv.messages)
+    return has_user_marker(conv, PROMPTS["switch"])
+
+
+def is_chat_part(conv: Conversation) -> bool:
+    """Whether the record's last answer is plain chat (no switch marker before it)."""
+    return not is_instruct_part(conv)
+
+
+register_mode_metric("rougeL_chat", part_rouge("chat", is_chat_part), needs_context=True)
+register_mode_metric("rougeL_instruct", part_rouge("instruct", is_instruct_part), needs_context=True)
 
 
 def build(sources: Sequence[str], opts: BuildOptions) -> Iterator[ChatInstructExample]:

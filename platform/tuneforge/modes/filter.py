@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.data import Conversation
+from tuneforge.evaluation.metric_registry import register_mode_metric
+from tuneforge.evaluation.mode_metrics import sentence_metrics
 from tuneforge.modes.base import BuildOptions, Mode, conversation
 from tuneforge.modes.sources import records, sentences, suffix, texts
 
@@ -136,3 +138,6 @@ MODE = Mode(
     metrics=("sentence_f1", "sentence_precision", "sentence_recall", "exact_match"),
     sources="(text, filters, kept) records; one text file per topic; nothing (built-in topics)",
 )
+
+for _name, _fn in sentence_metrics(PROMPTS["none"]).items():  # "keep nothing" is the empty sentence set
+    register_mode_metric(_name, _fn)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from tuneforge.data import Conversation
+from tuneforge.data.text_parse import list_items
 from tuneforge.modes.base import BuildOptions, Mode, conversation
 from tuneforge.modes.sources import first_key, load_json, records, suffix
 
 PROMPTS = {"system": "Read the text and ask insightful, relevant questions about it, one per line."}
-_NUMBERED = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*")
 
 
 @dataclass(frozen=True)
@@ -27,9 +26,8 @@ def compile_question(ex: QuestionExample) -> Conversation:
     return conversation(PROMPTS["system"], ("user", ex.passage), ("assistant", body))
 
 
-def parse_questions(text: str) -> list[str]:
-    """Questions from a generated list: one per line, numbering or bullets stripped."""
-    return [q for line in text.splitlines() if (q := _NUMBERED.sub("", line).strip())]
+#: Questions from a generated list: one per line, numbering or bullets stripped.
+parse_questions = list_items
 
 
 def squad_examples(path: str, opts: BuildOptions) -> Iterator[QuestionExample]:

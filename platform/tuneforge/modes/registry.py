@@ -1,29 +1,46 @@
 """The mode registry: name -> ``Mode``. Built-in modes are listed here; ``register`` adds more.
 
-Modules are imported on first use so that ``import tuneforge.modes`` stays cheap and the metric
-registry can consult the modes lazily (evaluation must not import modes at import time).
+Registering a mode also records its metrics in the evaluation's table
+(``tuneforge.evaluation.metric_registry.set_mode_metrics``), so ``eval --mode`` knows every mode
+without evaluation importing the modes. The built-ins are registered when this module is imported
+(their modules are small: data structures, prompts and builders).
 """
 
 from __future__ import annotations
 
 import importlib
 
+from tuneforge.evaluation.metric_registry import set_mode_metrics
+from tuneforge.modes import (
+    chat,
+    chat_instruct,
+    diff,
+    domain,
+    editor,
+    instruct,
+    question,
+    reverse_chat,
+    reverse_instruction,
+    schedule,
+)
+from tuneforge.modes import filter as filter_mode
 from tuneforge.modes.base import Mode
 
+_BUILTIN_MODULES = (
+    instruct,
+    chat,
+    chat_instruct,
+    question,
+    editor,
+    schedule,
+    filter_mode,
+    reverse_instruction,
+    reverse_chat,
+    diff,
+    domain,
+)
 #: Built-in modes in the order of the issue's table: name -> module under tuneforge.modes.
-BUILTIN: dict[str, str] = {
-    "instruct": "instruct",
-    "chat": "chat",
-    "chat+instruct": "chat_instruct",
-    "question": "question",
-    "editor": "editor",
-    "schedule": "schedule",
-    "filter": "filter",
-    "reverse-instruction": "reverse_instruction",
-    "reverse-chat": "reverse_chat",
-    "diff": "diff",
-    "domain": "domain",
-}
+BUILTIN: dict[str, str] = {m.MODE.name: m.__name__.rsplit(".", 1)[1] for m in _BUILTIN_MODULES}
 
 _MODES: dict[str, Mode] = {}
 
@@ -31,16 +48,14 @@ _MODES: dict[str, Mode] = {}
 def register(mode: Mode) -> Mode:
     """Add (or replace) a mode; a user's own module calls this with its ``MODE``."""
     _MODES[mode.name] = mode
+    set_mode_metrics(mode.name, mode.metrics)
     return mode
 
 
 def all_modes() -> dict[str, Mode]:
     """Every registered mode, built-ins first in table order."""
-    for name, module in BUILTIN.items():
-        if name not in _MODES:
-            register(importlib.import_module(f"tuneforge.modes.{module}").MODE)
     order = list(BUILTIN) + [n for n in _MODES if n not in BUILTIN]
-    return {n: _MODES[n] for n in order}
+    return {n: _MODES[n] for n in order if n in _MODES}
 
 
 def get_mode(name: str) -> Mode:
@@ -51,3 +66,7 @@ def get_mode(name: str) -> Mode:
     if "." in name:
         return register(importlib.import_module(name).MODE)
     raise ValueError(f"unknown mode '{name}'; known: {', '.join(modes)}")
+
+
+for _module in _BUILTIN_MODULES:
+    register(_module.MODE)

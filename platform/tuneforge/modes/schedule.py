@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.data import Conversation
+from tuneforge.data.text_parse import numbered_item, parse_numbered
 from tuneforge.modes.base import BuildOptions, Mode, conversation
 from tuneforge.modes.sources import first_key, records, suffix
 
 PROMPTS = {"system": "Break the command down into smaller tasks. Return them as a numbered list, in order."}
-_STEP = re.compile(r"^\s*(?:(\d+)[.)]|step\s+(\d+)\s*[:.)-])\s+(.*\S)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -33,14 +32,14 @@ def numbered_procedures(text: str, min_steps: int = 2) -> Iterator[ScheduleExamp
     lines = text.splitlines()
     i = 0
     while i < len(lines):
-        m = _STEP.match(lines[i])
-        if not m or int(m.group(1) or m.group(2)) != 1:
+        item = numbered_item(lines[i])
+        if item is None or item[0] != 1:
             i += 1
             continue
         goal = next((ln.strip().strip("#:").strip() for ln in reversed(lines[:i]) if ln.strip()), "")
         steps, expect = [], 1
-        while i < len(lines) and (m := _STEP.match(lines[i])) and int(m.group(1) or m.group(2)) == expect:
-            steps.append(m.group(3).strip())
+        while i < len(lines) and (item := numbered_item(lines[i])) is not None and item[0] == expect:
+            steps.append(item[1])
             expect, i = expect + 1, i + 1
             while i < len(lines) and not lines[i].strip():
                 i += 1
@@ -69,13 +68,8 @@ def build(sources: Sequence[str], opts: BuildOptions) -> Iterator[ScheduleExampl
                 opts.counts["skipped_no_steps"] += 1
 
 
-def parse_steps(text: str) -> list[tuple[int, str]]:
-    """(number, step) for every numbered line of a generated schedule."""
-    return [
-        (int(m.group(1) or m.group(2)), m.group(3).strip())
-        for ln in text.splitlines()
-        if (m := _STEP.match(ln))
-    ]
+#: (number, step) for every numbered line of a generated schedule (the metrics parse with it too).
+parse_steps = parse_numbered
 
 
 MODE = Mode(

@@ -2,6 +2,10 @@
 
 Base model, method and knobs, data files with content hashes and mixing weights, config hash, the
 project's git commit and the training run; a sweep's winner adds its trial (tune/register.py).
+
+A data file's hash is the run's data plan's sha256 of it (``SourcePlan.sha256``, the same digest
+the run logs and keys its tokenized cache with): lineage reads no input file again. Without a plan
+(or for a file the plan does not list) a local file is hashed here, with the same full sha256.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ import subprocess
 from pathlib import Path
 
 from tuneforge.config import JobConfig, config_hash
+from tuneforge.data.files import sha256_file
+from tuneforge.data.plan import DataPlan
 from tuneforge.data.trained_format import FORMAT_TAG, TrainedFormat
-from tuneforge.evaluation.evaluate import file_hash
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
@@ -33,28 +38,39 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
-def _data_lineage(job: JobConfig) -> list[dict[str, object]]:
+def _planned_digest(plan: DataPlan | None, role: str, index: int, path: str) -> str | None:
+    """The plan's sha256 of the ``index``-th ``role`` file, if the plan lists that file there."""
+    if plan is None:
+        return None
+    sp = next((s for s in plan.sources if s.split == role and s.index == index), None)
+    if sp is None or not sp.sha256 or not (sp.source == path or sp.source.startswith(f"{path}#")):
+        return None
+    return sp.sha256
+
+
+def _data_lineage(job: JobConfig, plan: DataPlan | None = None) -> list[dict[str, object]]:
     out = []
     for role, specs in (("train", job.data.train_files), ("eval", job.data.eval_files)):
-        for s in specs:
-            local = Path(s.path)
-            out.append(
-                {
-                    "role": role,
-                    "path": s.path,
-                    "weight": s.weight,
-                    "sha256": file_hash(local) if local.is_file() else "remote",
-                }
-            )
+        for i, s in enumerate(specs):
+            digest = _planned_digest(plan, role, i, str(s.path))
+            if digest is None:
+                local = Path(s.path)
+                digest = sha256_file(local) if local.is_file() else "remote"
+            out.append({"role": role, "path": s.path, "weight": s.weight, "sha256": digest})
     return out
 
 
 def lineage_tags(
-    job: JobConfig, run_id: str, eval_hash: str | None = None, fmt: TrainedFormat | None = None
+    job: JobConfig,
+    run_id: str,
+    eval_hash: str | None = None,
+    fmt: TrainedFormat | None = None,
+    plan: DataPlan | None = None,
 ) -> dict[str, str]:
     """String tags for the registered version (MLflow tag values are strings, <= 5000 chars).
 
-    ``fmt`` (template, length, masks as trained) is what every later scorer of the version renders with.
+    ``fmt`` (template, length, masks as trained) is what every later scorer of the version renders
+    with; ``plan`` (the run's data plan) gives the data files' hashes without reading them again.
     """
     method = job.method.model_dump(mode="json")
     tags = {
@@ -62,7 +78,7 @@ def lineage_tags(
         "tuneforge.base": str(job.model.name_or_path or "tiny-llama-from-config"),
         "tuneforge.method": job.method.name,
         "tuneforge.method.knobs": json.dumps(method, sort_keys=True)[:5000],
-        "tuneforge.data": json.dumps(_data_lineage(job), sort_keys=True)[:5000],
+        "tuneforge.data": json.dumps(_data_lineage(job, plan), sort_keys=True)[:5000],
         "tuneforge.config_hash": config_hash(job),
         "tuneforge.git_commit": git_commit(Path(__file__).resolve().parent),
     }

@@ -16,13 +16,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
 from tuneforge.evaluation.evaluate import evaluate, higher_is_better
 from tuneforge.evaluation.stats import paired_bootstrap
+from tuneforge.paths import tuneforge_home
 from tuneforge.registry.resolve import format_for_ref, load_model_ref
-from tuneforge.tracking import experiment_id_for
+from tuneforge.tracking import TrackingClient, redact_uri
 
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 PROMOTION_EXPERIMENT = "tuneforge-promotions"
@@ -60,8 +58,6 @@ class Decision:
 @contextmanager
 def registry_lock(tracking_uri: str, name: str) -> Iterator[None]:
     """Serialise promotions of one registered model on this host (MLflow has no compare-and-set)."""
-    from tuneforge.tracking import tuneforge_home
-
     key = hashlib.sha256(f"{tracking_uri}|{name}".encode()).hexdigest()[:16]
     lock_dir = tuneforge_home() / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
@@ -73,22 +69,16 @@ def registry_lock(tracking_uri: str, name: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def resolve_version(client: MlflowClient, name: str, candidate: str) -> str:
-    """A version number as given, or the version registered from run ``candidate``."""
+def resolve_version(client: TrackingClient, name: str, candidate: str) -> str:
+    """A version number as given, or the newest version registered from run ``candidate``."""
     if candidate.isdigit():
-        client.get_model_version(name, candidate)  # raises a clear MlflowException if absent
+        if client.version(name, candidate) is None:
+            raise ValueError(f"--candidate {candidate}: '{name}' has no version {candidate}")
         return candidate
-    versions = client.search_model_versions(f"name='{name}' and run_id='{candidate}'")
+    versions = client.versions(name, run_id=candidate)
     if not versions:
         raise ValueError(f"--candidate {candidate}: no version of '{name}' was registered from that run")
-    return str(max(int(v.version) for v in versions))
-
-
-def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    return versions[0].version
 
 
 def _score(name: str, version: str, data: str, metrics: Sequence[str], tracking_uri: str | None = None):
@@ -108,10 +98,10 @@ def promote(
     guards: Sequence[Guard] = (),
 ) -> Decision:
     """Evaluate candidate vs champion on ``data`` (paired) and move aliases only on a clear win."""
-    client = MlflowClient(tracking_uri)
+    client = TrackingClient(tracking_uri)
     with registry_lock(tracking_uri, name):
         version = resolve_version(client, name, candidate)
-        champion = _alias_version(client, name, CHAMPION)
+        champion = client.alias_version(name, CHAMPION)
         if champion == version:
             raise ValueError(f"version {version} of '{name}' is already the champion")
         cand = _score(name, version, data, [metric], tracking_uri)
@@ -141,7 +131,7 @@ def promote(
                     )
         decision.promoted = not decision.reasons
         _apply(client, decision)
-        _record(tracking_uri, decision)
+        _record(client, decision)
         return decision
 
 
@@ -160,84 +150,87 @@ def _check_guard(name: str, version: str, champion: str, g: Guard) -> dict[str, 
     }
 
 
-def _apply(client: MlflowClient, d: Decision) -> None:
+def _apply(client: TrackingClient, d: Decision) -> None:
     """Move aliases; ``previous`` is set before ``champion`` so an interruption never loses the old one."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     summary = json.dumps({k: v for k, v in d.to_dict().items() if k != "guards"}, sort_keys=True)[:5000]
     if d.promoted:
         if d.champion_version is not None:
-            client.set_registered_model_alias(d.name, PREVIOUS, d.champion_version)
-            client.set_model_version_tag(
-                d.name, d.champion_version, "tuneforge.replaced_by", d.candidate_version
+            client.set_alias(d.name, PREVIOUS, d.champion_version)
+            client.set_version_tags(
+                d.name, d.champion_version, {"tuneforge.replaced_by": d.candidate_version}
             )
-        client.set_registered_model_alias(d.name, CHAMPION, d.candidate_version)
-        try:
-            if _alias_version(client, d.name, CHALLENGER) == d.candidate_version:
-                client.delete_registered_model_alias(d.name, CHALLENGER)
-        except MlflowException:
-            pass
+        client.set_alias(d.name, CHAMPION, d.candidate_version)
+        if client.alias_version(d.name, CHALLENGER) == d.candidate_version:
+            client.delete_alias(d.name, CHALLENGER)
     else:
-        client.set_registered_model_alias(d.name, CHALLENGER, d.candidate_version)
-    client.set_model_version_tag(
-        d.name, d.candidate_version, "tuneforge.promotion", "promoted" if d.promoted else "rejected"
+        client.set_alias(d.name, CHALLENGER, d.candidate_version)
+    client.set_version_tags(
+        d.name,
+        d.candidate_version,
+        {
+            "tuneforge.promotion": "promoted" if d.promoted else "rejected",
+            "tuneforge.promotion.decision": summary,
+            "tuneforge.promotion.at": stamp,
+            f"tuneforge.eval.{d.metric}": f"{d.candidate['mean']:.6f}",
+            "tuneforge.eval.data_hash": d.eval_hash,
+        },
     )
-    client.set_model_version_tag(d.name, d.candidate_version, "tuneforge.promotion.decision", summary)
-    client.set_model_version_tag(d.name, d.candidate_version, "tuneforge.promotion.at", stamp)
-    client.set_model_version_tag(
-        d.name, d.candidate_version, f"tuneforge.eval.{d.metric}", f"{d.candidate['mean']:.6f}"
-    )
-    client.set_model_version_tag(d.name, d.candidate_version, "tuneforge.eval.data_hash", d.eval_hash)
     if d.champion_version is not None and d.champion is not None:
-        client.set_model_version_tag(
-            d.name, d.champion_version, f"tuneforge.eval.{d.metric}", f"{d.champion['mean']:.6f}"
+        client.set_version_tags(
+            d.name, d.champion_version, {f"tuneforge.eval.{d.metric}": f"{d.champion['mean']:.6f}"}
         )
 
 
-def _record(tracking_uri: str, d: Decision) -> None:
+def _record(client: TrackingClient, d: Decision) -> None:
     """One MLflow run per decision, in its own experiment."""
-    client = MlflowClient(tracking_uri)
-    exp_id = experiment_id_for(tracking_uri, PROMOTION_EXPERIMENT)  # artifacts next to a sqlite db
-    run = client.create_run(
-        exp_id,
-        run_name=f"promote-{d.name}-v{d.candidate_version}",
+    run_id = client.create_run(
+        PROMOTION_EXPERIMENT,
+        name=f"promote-{d.name}-v{d.candidate_version}",
         tags={"tuneforge.model": d.name, "tuneforge.promoted": str(d.promoted).lower()},
     )
-    client.log_param(run.info.run_id, "candidate_version", d.candidate_version)
-    client.log_param(run.info.run_id, "champion_version", str(d.champion_version))
-    client.log_param(run.info.run_id, "metric", d.metric)
-    client.log_param(run.info.run_id, "eval_hash", d.eval_hash)
-    client.log_metric(run.info.run_id, f"candidate_{d.metric}", d.candidate["mean"])
+    client.log_params(
+        run_id,
+        {
+            "candidate_version": d.candidate_version,
+            "champion_version": str(d.champion_version),
+            "metric": d.metric,
+            "eval_hash": d.eval_hash,
+        },
+    )
+    scores = {f"candidate_{d.metric}": d.candidate["mean"]}
     if d.champion:
-        client.log_metric(run.info.run_id, f"champion_{d.metric}", d.champion["mean"])
-    client.log_dict(run.info.run_id, d.to_dict(), "decision.json")
-    client.set_terminated(run.info.run_id)
+        scores[f"champion_{d.metric}"] = d.champion["mean"]
+    client.log_metrics(run_id, scores)
+    client.log_dict(run_id, d.to_dict(), "decision.json")
+    client.finish_run(run_id)
 
 
 def rollback(name: str, tracking_uri: str) -> tuple[str, str]:
     """Swap ``champion`` and ``previous``; returns (new champion, demoted version)."""
-    client = MlflowClient(tracking_uri)
+    client = TrackingClient(tracking_uri)
     with registry_lock(tracking_uri, name):
-        champion, previous = _alias_version(client, name, CHAMPION), _alias_version(client, name, PREVIOUS)
+        champion, previous = client.alias_version(name, CHAMPION), client.alias_version(name, PREVIOUS)
         if previous is None or champion is None:
             raise ValueError(f"'{name}' has no '{PREVIOUS}' alias to roll back to")
-        client.set_registered_model_alias(name, CHAMPION, previous)
-        client.set_registered_model_alias(name, PREVIOUS, champion)
-        client.set_model_version_tag(
-            name, champion, "tuneforge.rolled_back_at", time.strftime("%Y%m%dT%H%M%S")
-        )
+        client.set_alias(name, CHAMPION, previous)
+        client.set_alias(name, PREVIOUS, champion)
+        client.set_version_tags(name, champion, {"tuneforge.rolled_back_at": time.strftime("%Y%m%dT%H%M%S")})
         return previous, champion
 
 
 def show(name: str, tracking_uri: str) -> dict[str, Any]:
     """Versions with aliases, evaluation metrics and lineage tags (newest first)."""
-    client = MlflowClient(tracking_uri)
-    rm = client.get_registered_model(name)
+    client = TrackingClient(tracking_uri)
+    by_alias = client.aliases(name)
+    if by_alias is None:
+        raise ValueError(f"no registered model named '{name}' in {redact_uri(tracking_uri)}")
     aliases: dict[str, list[str]] = {}
-    for alias, v in (rm.aliases or {}).items():
-        aliases.setdefault(str(v), []).append(alias)
+    for alias, number in by_alias.items():
+        aliases.setdefault(number, []).append(alias)
     versions = []
-    for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)):
-        tags = dict(v.tags or {})
+    for v in client.versions(name):
+        tags = dict(v.tags)
         metrics = {
             k.removeprefix("tuneforge.eval."): float(val)
             for k, val in tags.items()
@@ -245,8 +238,8 @@ def show(name: str, tracking_uri: str) -> dict[str, Any]:
         }
         versions.append(
             {
-                "version": str(v.version),
-                "aliases": sorted(aliases.get(str(v.version), [])),
+                "version": v.version,
+                "aliases": sorted(aliases.get(v.version, [])),
                 "metrics": metrics,
                 "tags": tags,
                 "run_id": v.run_id,

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.data.trained_format import FORMAT_TAG, TrainedFormat, find_format
+
+if TYPE_CHECKING:
+    from tuneforge.tracking import TrackingClient
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -59,29 +62,27 @@ def format_for_ref(ref: str, tracking_uri: str | None = None) -> TrainedFormat |
     """
     ref = normalise_ref(ref)
     if ref.startswith(("models:/", "runs:/")):
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
+        from tuneforge.tracking import TrackingClient
 
-        client = MlflowClient(tracking_uri)
-        try:
-            tags = _ref_tags(client, ref)
-        except MlflowException:
+        tags = _ref_tags(TrackingClient(tracking_uri), ref)
+        if tags is None:
             return None
         text = tags.get(FORMAT_TAG)
         return TrainedFormat.from_json(text) if text else None
     return find_format(ref)
 
 
-def _ref_tags(client: Any, ref: str) -> dict[str, str]:
-    """The tags that describe ``ref``: a registered version's, or a run's."""
+def _ref_tags(client: TrackingClient, ref: str) -> dict[str, str] | None:
+    """The tags that describe ``ref``: a registered version's, or a run's; None when it is not there."""
     if ref.startswith("runs:/"):
-        run_id = ref.removeprefix("runs:/").split("/", 1)[0]
-        return dict(client.get_run(run_id).data.tags)
+        run = client.find_run(ref.removeprefix("runs:/").split("/", 1)[0])
+        return run.tags if run is not None else None
     body = ref.removeprefix("models:/")
     if "@" in body:
-        name, alias = body.split("@", 1)
-        return dict(client.get_model_version_by_alias(name, alias).tags)
+        found = client.version_by_alias(*body.split("@", 1))
+        return found.tags if found is not None else None
     name, _, version = body.rpartition("/")
     if not version.isdigit():
         return {}
-    return dict(client.get_model_version(name, version).tags)
+    found = client.version(name, version)
+    return found.tags if found is not None else None

@@ -1,9 +1,12 @@
-"""MLflow glue for the training driver: store location, runs, params, metrics, models.
+"""MLflow glue: store location, runs, params, metrics, models, and the registry (:class:`TrackingClient`).
 
-Imports neither Ray nor other tuneforge packages, so Ray workers can use :func:`log_metrics`
-cheaply; torch/transformers are imported only by the model functions that need them.
+The only package that imports MLflow: everything else in tuneforge reaches the tracking store
+through these names. Imports neither Ray nor other tuneforge packages (only the leaf
+``tuneforge.paths``), so Ray workers can use :func:`log_metrics` cheaply; torch/transformers are
+imported only by the model functions that need them.
 """
 
+from tuneforge.tracking.client import MetricPoint, RunRecord, TrackingClient, VersionRecord
 from tuneforge.tracking.models import (
     LoggedModel,
     download_adapter,
@@ -23,16 +26,21 @@ from tuneforge.tracking.store import (
     log_metrics,
     log_params_flat,
     redact_uri,
+    reopen_run,
     resolve_tracking_uri,
     set_tags,
     sqlite_db_path,
     start_run,
-    tuneforge_home,
     ui_command,
+    use_store,
 )
 
 __all__ = [
     "LoggedModel",
+    "MetricPoint",
+    "RunRecord",
+    "TrackingClient",
+    "VersionRecord",
     "download_adapter",
     "end_run",
     "experiment_id_for",
@@ -50,10 +58,11 @@ __all__ = [
     "redact_value",
     "redacted_environment",
     "register_model",
+    "reopen_run",
     "resolve_tracking_uri",
     "set_tags",
     "sqlite_db_path",
     "start_run",
-    "tuneforge_home",
     "ui_command",
+    "use_store",
 ]

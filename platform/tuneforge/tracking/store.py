@@ -2,7 +2,8 @@
 
 MLflow 3.17's plain file store (``./mlruns``) refuses to start, and the model registry needs a
 database anyway, so the default store is a sqlite file under ``$TUNEFORGE_HOME`` with its artifacts
-in a sibling folder: one self-contained directory that ``mlflow ui`` can open.
+in a sibling folder: one self-contained directory that ``mlflow ui`` can open. (``$TUNEFORGE_HOME``
+itself is :func:`tuneforge.paths.tuneforge_home`.)
 
 Everything that takes a ``run_id`` goes through ``MlflowClient`` rather than the fluent API, so it
 works in processes that have no active run (Ray workers, a driver that resumed a run).
@@ -30,10 +31,10 @@ from mlflow.utils.validation import (
     MAX_PARAMS_TAGS_PER_BATCH,
 )
 
+from tuneforge.paths import tuneforge_home
 from tuneforge.tracking.redact import redact_mapping, redact_uri
 from tuneforge.tracking.sqlite_init import ensure_sqlite_schema
 
-HOME_ENV = "TUNEFORGE_HOME"
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
 _SQLITE_PREFIX = "sqlite:///"
@@ -42,18 +43,6 @@ _TRUNCATION_MARK = "...[truncated {n} chars]"
 # On ending a run against a tracking server MLflow prints "View run <name> at: <tracking URI>/#/...",
 # userinfo password included. tuneforge prints its own, redacted, address (``ui_command``) instead.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-
-
-def tuneforge_home() -> Path:
-    """``$TUNEFORGE_HOME`` or ``<cwd>/.tuneforge``, absolute and created.
-
-    Absolute so that a sqlite URI built from it stays valid in Ray workers, whose cwd differs.
-    """
-    env = os.environ.get(HOME_ENV)
-    home = Path(env).expanduser() if env else Path.cwd() / ".tuneforge"
-    home = home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    return home
 
 
 def home_dir(kind: str, name: str, field: str) -> Path:
@@ -151,12 +140,32 @@ def start_run(
     The run stays active in this process (so ``mlflow.log_*`` and model logging attach to it);
     the caller closes it with :func:`end_run`, passing FAILED/KILLED when training did not finish.
     """
-    mlflow.set_tracking_uri(uri)
     if run_id is not None:
-        return mlflow.start_run(run_id=run_id).info.run_id
+        return reopen_run(uri, run_id)
+    use_store(uri)
     experiment_id = experiment_id_for(uri, experiment)
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
     return run.info.run_id
+
+
+def use_store(uri: str) -> None:
+    """Make ``uri`` this process's MLflow store.
+
+    ``models:/`` and ``runs:/`` references (:func:`tuneforge.tracking.load_hf_model`,
+    :func:`tuneforge.tracking.download_adapter`) and model logging resolve against the process's
+    store, not against any URI passed around; a command that reads models sets it once, first.
+    """
+    mlflow.set_tracking_uri(uri)
+
+
+def reopen_run(uri: str, run_id: str) -> str:
+    """Make the existing run ``run_id`` this process's active run again, RUNNING, and return its id.
+
+    A resumed training run or sweep keeps one MLflow run, so its params, metrics, artifacts and
+    child runs stay together. Close it with :func:`end_run` as after :func:`start_run`.
+    """
+    use_store(uri)
+    return mlflow.start_run(run_id=run_id).info.run_id
 
 
 def set_tags(run_id: str, tags: dict[str, str]) -> None:

@@ -34,10 +34,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from safetensors import safe_open
@@ -52,9 +52,18 @@ from tuneforge.training.trainer_state import STATE_FILE, TrainerState
 from tuneforge.training.universal import UNIVERSAL_DIR, ensure_converted, load_universal, needs_universal
 from tuneforge.training.universal import world_size as current_world
 
+if TYPE_CHECKING:
+    from tuneforge.training.engine import TrainingEngine
+
 DS_DIR = "tuneforge/ds"
 DS_TAG = "state"
 PROBE_FILE = "tuneforge/probe.safetensors"
+
+
+class SavableTokenizer(Protocol):
+    """What a checkpoint needs of a tokenizer: a transformers tokenizer, or ``local.NullTokenizer``."""
+
+    def save_pretrained(self, save_directory: str | Path, /) -> object: ...
 
 
 def probe_input(vocab_size: int, length: int = 32) -> torch.Tensor:
@@ -76,16 +85,19 @@ def probe_logits(
     ids = probe_input(vocab_size) if input_ids is None else input_ids
     was_training = module.training
     module.eval()
-    out = module(input_ids=ids.to(device)).logits.float().cpu()
+    out: torch.Tensor = module(input_ids=ids.to(device)).logits.float().cpu()
     module.train(was_training)
     return out[:, -ids.shape[1] :]
 
 
-def _gathered(params: list[torch.nn.Parameter], zero_stage: int):
+def _gathered(params: list[torch.nn.Parameter], zero_stage: int) -> AbstractContextManager[object]:
     import deepspeed
 
     if zero_stage == 3:
-        return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+        gathered: AbstractContextManager[object] = deepspeed.zero.GatheredParameters(
+            params, modifier_rank=None
+        )
+        return gathered
     return nullcontext()
 
 
@@ -99,8 +111,8 @@ def assert_no_empty_tensors(ckpt_dir: Path) -> None:
 
 
 def save_checkpoint(
-    engine: Any,
-    tokenizer: Any,
+    engine: TrainingEngine,
+    tokenizer: SavableTokenizer,
     out_dir: Path | None,
     *,
     rank: int,
@@ -148,7 +160,7 @@ def save_checkpoint(
     return out_dir
 
 
-def _write_resume_state(engine: Any, target: Path, rank: int, rng: dict[str, Any] | None) -> None:
+def _write_resume_state(engine: TrainingEngine, target: Path, rank: int, rng: dict[str, Any] | None) -> None:
     """DeepSpeed's checkpoint (a collective) and this rank's RNG state, under ``target``.
 
     Frozen weights are left out (a LoRA run's base is reloaded from the base model); no ``latest``
@@ -160,7 +172,7 @@ def _write_resume_state(engine: Any, target: Path, rank: int, rng: dict[str, Any
     save_rng_state(target, rank, rng)
 
 
-def load_resume_state(engine: Any, ckpt_dir: Path, rank: int) -> bool:
+def load_resume_state(engine: TrainingEngine, ckpt_dir: Path, rank: int) -> bool:
     """Load DeepSpeed's state (every rank) and this rank's RNG state from ``ckpt_dir``.
 
     Returns whether this rank found its own RNG state (a rank added by a larger world has none).
@@ -194,7 +206,7 @@ def load_resume_state(engine: Any, ckpt_dir: Path, rank: int) -> bool:
     return load_rng_state(ckpt_dir, rank)
 
 
-def _write_model(engine: Any, target: Path, rank: int, zero_stage: int) -> None:
+def _write_model(engine: TrainingEngine, target: Path, rank: int, zero_stage: int) -> None:
     model = engine.module
     if is_adapter(model):
         trainable = [p for p in model.parameters() if p.requires_grad]

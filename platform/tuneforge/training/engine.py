@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -17,6 +17,60 @@ from transformers import get_scheduler
 
 from tuneforge.config import JobConfig, TrainerConfig
 from tuneforge.training.ds_config import build_ds_config
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+
+class TrainingEngine(Protocol):
+    """The part of DeepSpeed's ``DeepSpeedEngine`` that training uses (deepspeed ships no type hints).
+
+    ``setup_engine`` returns one; the loop, checkpoints and universal-checkpoint loading take one.
+    """
+
+    #: The wrapped model: a transformers model (full, freeze) or a peft model (adapters, prompt learning).
+    module: PreTrainedModel | PeftModel
+    #: DeepSpeed's (ZeRO) optimizer wrapper: untyped, like the rest of deepspeed.
+    optimizer: Any
+    lr_scheduler: LRScheduler | None
+    #: DeepSpeed's ``DeepSpeedConfig`` (untyped).
+    _config: Any
+
+    def __call__(self, **inputs: torch.Tensor | bool) -> Any:
+        """The wrapped model's forward pass (a transformers ``ModelOutput`` with ``.loss``)."""
+
+    def backward(self, loss: torch.Tensor) -> object: ...
+
+    def step(self) -> None: ...
+
+    def is_gradient_accumulation_boundary(self) -> bool: ...
+
+    def get_lr(self) -> list[float]: ...
+
+    def train(self, mode: bool = True) -> object: ...
+
+    def eval(self) -> object: ...
+
+    def zero_optimization_stage(self) -> int: ...
+
+    def save_checkpoint(
+        self,
+        save_dir: str,
+        tag: str | None = None,
+        client_state: dict[str, Any] | None = None,
+        save_latest: bool = True,
+        exclude_frozen_parameters: bool = False,
+    ) -> object: ...
+
+    def load_checkpoint(
+        self,
+        load_dir: str,
+        tag: str | None = None,
+        load_module_strict: bool = True,
+        load_optimizer_states: bool = True,
+        load_lr_scheduler_states: bool = True,
+    ) -> tuple[str | None, dict[str, Any] | None]: ...
 
 
 def configure_accelerator(use_gpu: bool, extensions_dir: str | None) -> None:
@@ -36,7 +90,8 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> t
     Decaying a norm's gain or a bias pulls it towards 0, which changes what the layer computes rather
     than regularising it; 1-D tensors are exactly those. Embeddings and projections decay.
     """
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -82,23 +137,25 @@ def build_scheduler(
     rejects; ``linear``/``cosine`` reach 0 at ``total_steps``). The same function drives the
     DeepSpeed engine and the plain-PyTorch reference in the tests, so they agree by construction.
     """
-    return get_scheduler(
+    scheduler: LRScheduler = get_scheduler(
         trainer.lr_scheduler,
         optimizer,
         num_warmup_steps=warmup_steps_for(trainer, total_steps),
         num_training_steps=max(total_steps, 1),
     )
+    return scheduler
 
 
 def setup_engine(
     model: torch.nn.Module, job: JobConfig, world_size: int, total_steps: int, dtype: torch.dtype
-) -> Any:
+) -> TrainingEngine:
     """Wrap ``model`` in a DeepSpeed engine configured from the job spec."""
     import deepspeed
 
     t = job.trainer
     optimizer = build_optimizer(model, t.lr, t.weight_decay)
     scheduler = build_scheduler(optimizer, t, total_steps)
+    engine: TrainingEngine
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         optimizer=optimizer,

@@ -15,13 +15,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tuneforge.config import TrainerConfig
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -45,7 +47,13 @@ def init_process_group(rank: int, world_size: int, port: int) -> None:
 
 
 def _entry(
-    rank: int, fn: Callable[..., Any], world_size: int, port: int, threads: int, out: str, args: tuple
+    rank: int,
+    fn: Callable[..., object],
+    world_size: int,
+    port: int,
+    threads: int,
+    out: str,
+    args: tuple[Any, ...],
 ) -> None:
     torch.set_num_threads(threads)
     init_process_group(rank, world_size, port)
@@ -56,7 +64,7 @@ def _entry(
         dist.destroy_process_group()
 
 
-def spawn(fn: Callable[..., Any], world_size: int, *args: Any, threads: int | None = None) -> list[Any]:
+def spawn(fn: Callable[..., T], world_size: int, *args: Any, threads: int | None = None) -> list[T]:
     """Run ``fn(rank, world_size, *args)`` on ``world_size`` fresh processes; return each rank's result.
 
     ``fn`` must be importable by module path (spawned children re-import it) and its result must be
@@ -67,7 +75,10 @@ def spawn(fn: Callable[..., Any], world_size: int, *args: Any, threads: int | No
     threads = threads or max(1, (os.cpu_count() or 1) // world_size)
     out = tempfile.mkdtemp(prefix="tuneforge-spawn-")
     try:
-        mp.spawn(_entry, args=(fn, world_size, free_port(), threads, out, args), nprocs=world_size, join=True)
+        # torch.multiprocessing.spawn has no annotations in torch's sources.
+        mp.spawn(  # type: ignore[no-untyped-call]
+            _entry, args=(fn, world_size, free_port(), threads, out, args), nprocs=world_size, join=True
+        )
         return [torch.load(Path(out) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
@@ -23,11 +23,12 @@ import torch.distributed as dist
 from tuneforge.config import JobConfig
 from tuneforge.data import to_model_inputs
 from tuneforge.models.freeze import on_optimizer_step
-from tuneforge.training.checkpoint import TrainerState, probe_logits, save_checkpoint
+from tuneforge.training.checkpoint import SavableTokenizer, probe_logits, save_checkpoint
 from tuneforge.training.checkpoint_store import fingerprint
 from tuneforge.training.early_stopping import EarlyStopper
-from tuneforge.training.engine import seed_everything
+from tuneforge.training.engine import TrainingEngine, seed_everything
 from tuneforge.training.rng import capture
+from tuneforge.training.trainer_state import TrainerState
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -68,7 +69,7 @@ def _to_device(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(engine: Any, batches: Iterable[Batch], device: torch.device) -> float:
+def evaluate(engine: TrainingEngine, batches: Iterable[Batch], device: torch.device) -> float:
     """Token-weighted mean loss over all ranks' eval shards.
 
     Each rank must see the same number of batches (the shards are split equally): under ZeRO-3
@@ -77,8 +78,9 @@ def evaluate(engine: Any, batches: Iterable[Batch], device: torch.device) -> flo
     engine.eval()
     loss_sum = n_tokens = 0.0
     for batch in batches:
-        inputs = to_model_inputs(_to_device(batch, device))
-        n = float((inputs["labels"][:, 1:] != -100).sum())
+        on_device = _to_device(batch, device)
+        inputs = to_model_inputs(on_device)
+        n = float((on_device["labels"][:, 1:] != -100).sum())
         if n == 0:
             continue
         loss_sum += float(engine(**inputs).loss.float()) * n
@@ -123,8 +125,8 @@ class BatchLedger:
 
 
 def run_loop(
-    engine: Any,
-    tokenizer: Any,
+    engine: TrainingEngine,
+    tokenizer: SavableTokenizer,
     job: JobConfig,
     *,
     rank: int,
@@ -214,19 +216,20 @@ def run_loop(
         tick = time.perf_counter()
         for batch in train_batches(pos.epoch, skip):
             on_optimizer_step(engine.module, pos.step)  # gradual unfreezing (freeze method); else no-op
-            inputs = to_model_inputs(_to_device(batch, device))
+            on_device = _to_device(batch, device)
+            inputs = to_model_inputs(on_device)
             loss = engine(**inputs).loss
             engine.backward(loss)
             # Ask before step(): DeepSpeed advances its micro-step counter at the end of step(), so
             # asking afterwards answers for the *next* micro-batch (off by one when grad_accum > 1).
             boundary = engine.is_gradient_accumulation_boundary()
             engine.step()
-            ledger.record(pos.step + 1, pos.epoch, skip + local * world + rank, inputs["input_ids"])
+            ledger.record(pos.step + 1, pos.epoch, skip + local * world + rank, on_device["input_ids"])
             local += 1
             window_tokens += float(
-                inputs["input_ids"].numel()
-                if "attention_mask" not in inputs
-                else inputs["attention_mask"].sum()
+                on_device["input_ids"].numel()
+                if "attention_mask" not in on_device  # to_model_inputs keeps the mask when the batch has one
+                else on_device["attention_mask"].sum()
             )
             window_loss.append(float(loss.detach()))
             if not boundary:
@@ -301,8 +304,8 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
 
 
 def _checkpoint_and_report(
-    engine: Any,
-    tokenizer: Any,
+    engine: TrainingEngine,
+    tokenizer: SavableTokenizer,
     rank: int,
     stage: int,
     state: TrainerState,

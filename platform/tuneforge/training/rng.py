@@ -11,10 +11,11 @@ import base64
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 
 def rng_file(rank: int) -> str:
@@ -33,13 +34,16 @@ def _unb64(s: str) -> torch.Tensor:
 def capture() -> dict[str, Any]:
     """This process's RNG states as a JSON-able dict."""
     py_version, py_state, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    # legacy=True (the default) returns MT19937's state as this tuple; the stubs also allow a dict.
+    np_state = cast(tuple[str, NDArray[np.uint32], int, int, float], np.random.get_state())
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np_state
     state: dict[str, Any] = {
         "python": [py_version, list(py_state), py_gauss],
         "numpy": [np_name, np_keys.tolist(), int(np_pos), int(np_has_gauss), float(np_gauss)],
         "torch": _b64(torch.get_rng_state()),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    # torch.cuda.is_initialized has no annotations in torch's sources.
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         state["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
     return state
 

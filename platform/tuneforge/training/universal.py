@@ -24,10 +24,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from tuneforge.training.engine import TrainingEngine
 
 UNIVERSAL_DIR = "tuneforge/ds/universal"
 
@@ -96,7 +99,7 @@ def ensure_converted(ds_dir: Path, tag: str, out_dir: Path, rank: int) -> None:
 
 
 @contextlib.contextmanager
-def _universal_loading(engine: Any) -> Iterator[None]:
+def _universal_loading(engine: TrainingEngine) -> Iterator[None]:
     """``checkpoint.load_universal`` for the duration of one load.
 
     The flag is read only by DeepSpeed's load path; setting it in the ds_config would mean knowing,
@@ -110,7 +113,7 @@ def _universal_loading(engine: Any) -> Iterator[None]:
         engine._config.load_universal_checkpoint = before
 
 
-def _unshare_step_tensors(engine: Any) -> None:
+def _unshare_step_tensors(engine: TrainingEngine) -> None:
     """Give every optimizer state its own ``step`` tensor.
 
     DeepSpeed's ZeRO-3 universal load assigns one loaded ``step`` tensor to every sub-group, and
@@ -124,12 +127,12 @@ def _unshare_step_tensors(engine: Any) -> None:
             state["step"] = state["step"].clone()
 
 
-def _group_settings(engine: Any) -> list[dict[str, Any]]:
+def _group_settings(engine: TrainingEngine) -> list[dict[str, Any]]:
     """Every optimizer param group's hyperparameters (all but its tensors)."""
     return [{k: v for k, v in g.items() if k != "params"} for g in engine.optimizer.param_groups]
 
 
-def _restore_group_settings(engine: Any, before: list[dict[str, Any]]) -> None:
+def _restore_group_settings(engine: TrainingEngine, before: list[dict[str, Any]]) -> None:
     """Undo ZeRO-3's universal load copying param group 0's hyperparameters into every group.
 
     tuneforge's AdamW has a decayed and a non-decayed group (training/engine.py); after that copy
@@ -145,7 +148,7 @@ def _restore_group_settings(engine: Any, before: list[dict[str, Any]]) -> None:
             group["lr"] = last_lr[i]
 
 
-def load_universal(engine: Any, universal_dir: Path, tag: str) -> None:
+def load_universal(engine: TrainingEngine, universal_dir: Path, tag: str) -> None:
     """Load master weights, optimizer moments, step, LR schedule and counters from a universal checkpoint.
 
     The module's weights come from the fp32 masters (frozen weights were never saved and stay those

@@ -8,32 +8,19 @@ plus ``search:``. Its problems are reported like job problems, one line each:
 from __future__ import annotations
 
 import difflib
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
-from pydantic_core import ErrorDetails
 
-from tuneforge.config import OVERRIDE_SOURCE, ConfigError, JobConfig
+from tuneforge.config import ConfigError, JobConfig
 
-# The job loader's building blocks, reused so that sweep errors read exactly like job errors.
-from tuneforge.config.loader import (
-    GENERIC_MESSAGES,
-    KeyPath,
-    Loader,
-    apply_override,
-    dotted,
-    line_of,
-    overlaps,
-    read_yaml,
-    resolve_paths,
-    tagged_members,
-    validate,
-)
+# The job loader's building blocks and its error explainer, so that sweep errors read like job errors.
+from tuneforge.config.errors import KeyPath, config_error, line_of
+from tuneforge.config.loader import apply_override, parse_value, read_yaml, resolve_paths, validate
 from tuneforge.tune.space import parse_space
-from tuneforge.tune.space_schema import unknown_key_message
 from tuneforge.tune.space_types import Locator, Searcher, SearchSpace
 
 SEARCH_KEY = "search"
@@ -139,7 +126,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[JobConf
     for text in overrides:
         key = text.partition("=")[0].strip()
         if key.startswith(_SPACE_PREFIX) and "=" in text:
-            space_overrides.append((key[len(_SPACE_PREFIX) :], _parse_value(key, text.partition("=")[2])))
+            space_overrides.append((key[len(_SPACE_PREFIX) :], parse_value(key, text.partition("=")[2])))
         else:
             overridden.append(apply_override(raw, text))
     search_raw = _take_search(raw, str(path), lines)
@@ -150,9 +137,8 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[JobConf
     if space_overrides:
         space = search_raw.setdefault("space", {})
         if not isinstance(space, dict):
-            raise ConfigError(
-                "expected a mapping", file=str(path), line=line_of((SEARCH_KEY, "space"), lines)
-            )
+            where = line_of((SEARCH_KEY, "space"), lines)
+            raise ConfigError("expected a mapping of keys", file=str(path), line=where, field="search.space")
         for key, value in space_overrides:
             space[key] = value
             space_paths.add((SEARCH_KEY, "space", key))
@@ -172,16 +158,6 @@ def evaluations_per_trial(job: JobConfig) -> int | None:
     if steps is None:
         return None
     return (steps - 1) // every + 1 if every else 1
-
-
-def _parse_value(key: str, text: str) -> Any:
-    try:
-        return yaml.load(text, Loader=Loader)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            f"cannot parse value {text!r}: {problem}", file=OVERRIDE_SOURCE, field=key
-        ) from None
 
 
 def _take_search(raw: dict[str, Any], file: str, lines: dict[KeyPath, int]) -> dict[str, Any]:
@@ -213,59 +189,16 @@ def _validate_sweep(
     try:
         return SweepConfig.model_validate(raw)
     except ValidationError as exc:
-        explained = [_explain(error) for error in exc.errors(include_url=False)]
-        path, message = explained[0]
-        others = len({p for p, _ in explained} - {path})
-        if others:
-            message += f" (and {others} more problem{'s' if others > 1 else ''})"
-        if any(overlaps(path, key) for key in overridden):
-            raise ConfigError(message, file=OVERRIDE_SOURCE, field=dotted(path)) from None
-        raise ConfigError(message, file=file, line=line_of(path, lines), field=dotted(path)) from None
+        raise config_error(
+            exc, SweepConfig, source=file, lines=lines, overridden=overridden, prefix=(SEARCH_KEY,)
+        ) from None
 
 
-def _explain(error: ErrorDetails) -> tuple[KeyPath, str]:
-    """One pydantic error on SweepConfig -> (path from ``search``, message), like the job loader's."""
-    path: list[str | int] = [SEARCH_KEY]
-    owner: type[BaseModel] | None = None
-    annotation: Any = SweepConfig
-    variant: str | None = None
-    segments = list(error["loc"])
-    while segments:
-        segment = segments.pop(0)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            path.extend(s for s in (segment, *segments) if isinstance(s, int))
-            break
-        owner = annotation
-        path.append(segment)
-        info = annotation.model_fields.get(str(segment))
-        if info is None:
-            break
-        annotation, variant = info.annotation, None
-        members = tagged_members(info)
-        if members and segments and segments[0] in members:
-            variant = str(segments.pop(0))
-            annotation = members[variant]
-    kind = error["type"]
-    if kind == "extra_forbidden" and owner is not None:
-        scope = f" for {path[-2]} {variant!r}" if variant is not None and len(path) > 2 else ""
-        return tuple(path), unknown_key_message(str(path[-1]), list(owner.model_fields), scope)
-    if kind in ("union_tag_invalid", "union_tag_not_found") and owner is not None:
-        info = owner.model_fields[str(path[-1])]
-        tags = list(tagged_members(info))
-        path.append(str(info.discriminator))
-        if kind == "union_tag_not_found":
-            return tuple(path), f"required key is missing; expected one of: {', '.join(tags)}"
-        tag = error["ctx"]["tag"]
-        close = difflib.get_close_matches(tag, tags, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return tuple(path), f"unknown {path[-2]} {tag!r}; {hint}expected one of: {', '.join(tags)}"
-    if kind == "value_error":
-        return tuple(path), str(error["ctx"]["error"])
-    message = GENERIC_MESSAGES.get(kind) or error["msg"][:1].lower() + error["msg"][1:]
-    value = error.get("input")
-    if kind != "missing" and not isinstance(value, dict | list):
-        message += f" (got {value!r})"
-    return tuple(path), message
+def sweep_name(config: str | Path, name: str | None, resume: bool) -> str:
+    """The sweep's name: ``name``, else the file's stem plus the time (``--resume`` needs the name)."""
+    if resume and not name:
+        raise ValueError("--resume needs --name: the name of the sweep to continue")
+    return name or f"{Path(config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 __all__ = [
@@ -275,4 +208,5 @@ __all__ = [
     "SweepConfig",
     "evaluations_per_trial",
     "load_sweep",
+    "sweep_name",
 ]

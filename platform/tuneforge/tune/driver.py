@@ -14,9 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import ray
-from mlflow import MlflowClient
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -29,11 +27,13 @@ from tuneforge.distributed.stages import attempt_name, attempt_storages, resume_
 from tuneforge.models.base import model_trust_tags
 from tuneforge.models.method_traits import supports_packing
 from tuneforge.tracking import (
+    TrackingClient,
     end_run,
     home_dir,
     log_artifacts,
     log_params_flat,
     redact_value,
+    reopen_run,
     start_run,
 )
 from tuneforge.tune.budget import TokenBudgetStopper
@@ -97,25 +97,20 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str,
     name = f"trial-{trial_id}"
     if job.trainer.batch_ledger:  # concurrent trials must not append to one another's ledger
         job.trainer.batch_ledger = str(Path(job.trainer.batch_ledger) / name)
-    client = MlflowClient(inputs["uri"])
-    run = client.create_run(
-        inputs["experiment_id"],
-        run_name=name,
-        tags={
-            "mlflow.parentRunId": inputs["parent_run_id"],
-            TRIAL_TAG: trial_id,
-            "tuneforge.method": job.method.name,
-            **model_trust_tags(job.model),
-        },
+    client = TrackingClient(inputs["uri"])
+    run_id = client.create_child_run(
+        inputs["parent_run_id"],
+        name,
+        {TRIAL_TAG: trial_id, "tuneforge.method": job.method.name, **model_trust_tags(job.model)},
+        experiment_id=inputs["experiment_id"],
     )
-    for key, value in params.items():
-        client.log_param(run.info.run_id, key, str(redact_value(key, value))[:500])
+    client.log_params(run_id, {key: str(redact_value(key, value))[:500] for key, value in params.items()})
     # Prepared on the driver: Ray Data launched from inside a trial would be captured by the trial's
     # placement group (a 0.01-CPU bundle) and could never schedule its tasks.
     if inputs.get("mix"):  # a data-mix search: this trial's weights pick cached blocks per source
         weights = [float(spec.weight or 1.0) for spec in job.data.train_files]
         data = mixed_datasets(inputs["mix"][job.data.packing], weights, job.trainer.seed)
-        client.log_param(run.info.run_id, "mix_blocks", str(data.stats["mix_blocks"]))
+        client.log_params(run_id, {"mix_blocks": str(data.stats["mix_blocks"])})
     else:
         data = inputs["data"][job.data.packing]
     storage = Path(inputs["sweep_dir"]) / "trials"
@@ -125,14 +120,14 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str,
         job,
         inputs["prepared"],
         data,
-        run_id=run.info.run_id,
+        run_id=run_id,
         name=attempt_name(name, attempt),
         storage_root=storage,
         resume_from=resume_from,
         callbacks=[TuneReportCallback()],
         hint="the sweep is resumable: tuneforge sweep <config> --name <name> --resume",
     )
-    client.set_terminated(run.info.run_id, "FINISHED")
+    client.finish_run(run_id, "FINISHED")
 
 
 def _trial_records(
@@ -191,17 +186,16 @@ def _close_child_runs(
     uri: str, experiment_id: str, parent_run_id: str, records: list[dict[str, Any]]
 ) -> None:
     """Runs of trials ASHA stopped stay RUNNING unless the driver closes them; record every status."""
-    client = MlflowClient(uri)
+    client = TrackingClient(uri)
     status_by_trial = {r["trial_id"]: r["status"] for r in records}
-    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
-    for run in runs:
-        status = status_by_trial.get(run.data.tags.get(TRIAL_TAG), "failed")
-        client.set_tag(run.info.run_id, "tuneforge.trial_status", status)
+    for run in client.child_runs(parent_run_id, experiment_id):
+        status = status_by_trial.get(run.tags.get(TRIAL_TAG), "failed")
+        client.set_tags(run.run_id, {"tuneforge.trial_status": status})
         for rec in records:
-            if rec["trial_id"] == run.data.tags.get(TRIAL_TAG):
-                rec["run_id"] = run.info.run_id
-        if run.info.status == "RUNNING":  # stopped by ASHA, failed, or an attempt cut off by an interrupt
-            client.set_terminated(run.info.run_id, "FAILED" if status == "failed" else "KILLED")
+            if rec["trial_id"] == run.tags.get(TRIAL_TAG):
+                rec["run_id"] = run.run_id
+        # stopped by ASHA, failed, or an attempt cut off by an interrupt
+        client.close_if_running(run.run_id, "FAILED" if status == "failed" else "KILLED")
 
 
 def run_sweep(
@@ -224,13 +218,12 @@ def run_sweep(
     job, plan, uri = prepared.job, prepared.plan, prepared.uri
     parent_file = sweep_dir / "parent_run_id"
     if resume and parent_file.exists():  # reopen the same parent run so children stay grouped
-        mlflow.set_tracking_uri(uri)
-        parent_run_id = mlflow.start_run(run_id=parent_file.read_text().strip()).info.run_id
+        parent_run_id = reopen_run(uri, parent_file.read_text().strip())
     else:
         tags = {"tuneforge.sweep": name, **model_trust_tags(job.model)}
         parent_run_id = start_run(uri, job.tracking.experiment, name, tags=tags)
     parent_file.write_text(parent_run_id)
-    experiment_id = MlflowClient(uri).get_run(parent_run_id).info.experiment_id
+    experiment_id = TrackingClient(uri).experiment_of(parent_run_id)
     status = "FAILED"
     try:
         log_params_flat(parent_run_id, {"search": sweep.model_dump(mode="json", exclude={"space"})})

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.config import ConfigError
-from tuneforge.config.loader import KeyPath
+from tuneforge.config.errors import KeyPath
 from tuneforge.tune.space_types import MIX_PREFIX, REST, TRIAL_SOURCE, Domain, Locator
 
 

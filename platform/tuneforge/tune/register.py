@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
-
 from tuneforge.config import JobConfig
 from tuneforge.distributed.stages import Prepared, log_model
 from tuneforge.models.method_traits import registrable
 from tuneforge.registry.promotion import CHALLENGER
-from tuneforge.tracking import LoggedModel
+from tuneforge.tracking import LoggedModel, TrackingClient
 
 
 def register_best(
@@ -35,9 +33,7 @@ def register_best(
         job, prepared, run_id, Path(best["checkpoint"]), sweep_dir / "best", _quiet, extra_tags=extra
     )
     if logged.version:
-        MlflowClient(prepared.uri).set_registered_model_alias(
-            job.registry.model_name, CHALLENGER, logged.version
-        )
+        TrackingClient(prepared.uri).set_alias(job.registry.model_name, CHALLENGER, logged.version)
     return logged
 
 

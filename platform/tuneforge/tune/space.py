@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuneforge.config import JobConfig
-from tuneforge.config.loader import KeyPath, line_of
+from tuneforge.config.errors import KeyPath, line_of
 from tuneforge.tune.mix import check_mix, resolve_mix
 from tuneforge.tune.space_checks import check_against_job, check_searcher
 from tuneforge.tune.space_schema import (

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tuneforge.config import JobConfig
-from tuneforge.config.loader import KeyPath, dotted, explain
+from tuneforge.config.errors import KeyPath, dotted, explain
 from tuneforge.tune.mix import match_mix
 from tuneforge.tune.space_types import MIX_PREFIX, Domain, Locator, SearchSpace
 from tuneforge.tune.trial import branch_key, set_key

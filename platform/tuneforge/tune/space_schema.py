@@ -13,8 +13,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from tuneforge.config import JobConfig
-from tuneforge.config.loader import tagged_members
-from tuneforge.config.loader import unknown_key_message as job_unknown_key_message
+from tuneforge.config.errors import tagged_members, unknown_key_message
 from tuneforge.tune.space_types import DOMAIN_KINDS
 
 
@@ -50,14 +49,6 @@ def _section_model(annotation: Any) -> type[BaseModel] | None:
 def searchable_keys() -> list[str]:
     """Every dotted job key a sweep can search (sections too: ``model.tiny`` sets the whole section)."""
     return sorted(".".join(path) for path in _schema())
-
-
-def unknown_key_message(key: str, allowed: list[str], scope: str = "") -> str:
-    """The loader's did-you-mean, but a key that starts a valid one (``grace``) suggests that one first."""
-    started = [name for name in allowed if name.startswith(key)]
-    if key and len(started) == 1:
-        return f"unknown key{scope}; did you mean {started[0]!r}?"
-    return job_unknown_key_message(key, allowed, scope)
 
 
 def method_members() -> dict[str, type[BaseModel]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from tuneforge.config import OVERRIDE_SOURCE, ConfigError
-from tuneforge.config.loader import KeyPath, dotted, line_of
+from tuneforge.config.errors import KeyPath, dotted, line_of
 
 DomainKind = Literal["choice", "grid", "uniform", "loguniform", "randint", "quniform"]
 DOMAIN_KINDS: tuple[str, ...] = get_args(DomainKind)

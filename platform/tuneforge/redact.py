@@ -1,0 +1,227 @@
+"""Keep secrets out of everything tuneforge logs or writes: MLflow params and artifacts, run-dir files.
+
+A value is a secret by its **key** or by its **shape**:
+
+* By key (:func:`is_secret_key`). The key is split into lowercase words at ``.``, ``_``, ``-``,
+  spaces and camelCase boundaries (``AWS_SECRET_ACCESS_KEY`` -> ``aws secret access key``,
+  ``apiKey`` -> ``api key``). It is a secret key when
+
+  - any word is one of :data:`SECRET_WORDS` (``password``, ``secret``, ``credentials``, ...); or
+  - its **last** word is ``token`` (``hf_token``, ``MLFLOW_TRACKING_TOKEN``, ``access_token``), unless the
+    word before names a tokenizer's vocabulary entry (``pad_token``, ``eos_token``: not secrets); or
+  - its **last** word is ``key`` and the word before says what kind of credential it is
+    (``api_key``, ``access_key``, ``private_key``, ``account_key``; see :data:`KEY_QUALIFIERS`).
+
+  Matching whole words, not substrings, is what keeps harmless names readable: ``promote_metric``,
+  ``num_key_value_heads`` (``key`` is not last), ``max_total_tokens`` / ``train_tokens`` (plural:
+  counts), ``tokenizer`` and ``num_virtual_tokens`` are all logged as they are.
+
+* By shape (:func:`redact_text`), in any string value whatever its key: every URI in it has its
+  userinfo password replaced (``http://user:s3cret@host`` -> ``http://user:***@host``) and its
+  query parameters whose names are secret keys, or signatures (``sig``, ``X-Amz-Signature``),
+  replaced (``?token=...`` -> ``?token=***``). A lone userinfo without a colon
+  (``ssh://git@host``) is a user name by convention and is kept.
+
+Redaction is for what is *recorded*: the real values are still what tuneforge connects with.
+
+A leaf (the standard library only): the config loader redacts the ``config.yaml`` it writes and the
+tracking layer what it logs, without either importing the other.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+REDACTED = "***"
+"""What a secret is replaced with."""
+
+SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "secrets",
+        "credential",
+        "credentials",
+        "apikey",
+        "privatekey",
+        "authorization",
+    }
+)
+"""Words that make a key secret wherever they appear in it."""
+
+QUERY_SIGNATURE_WORDS = frozenset({"sig", "signature"})
+"""Words that also make a URI *query parameter* secret: signed URLs (Azure SAS ``sig``,
+S3 ``X-Amz-Signature``)."""
+
+KEY_QUALIFIERS = frozenset(
+    {
+        "api",
+        "access",
+        "secret",
+        "private",
+        "account",
+        "storage",
+        "auth",
+        "signing",
+        "encryption",
+        "client",
+        "master",
+        "subscription",
+        "service",
+        "session",
+        "shared",
+    }
+)
+"""Words that, right before a final ``key``, make it a credential (``api_key``, not ``sort_key``)."""
+
+VOCAB_TOKEN_WORDS = frozenset({"pad", "eos", "bos", "unk", "sep", "cls", "mask", "special", "start", "end"})
+"""Words that, right before a final ``token``, name a tokenizer's special token, not a credential."""
+
+SECRET_ENV_VARS = frozenset(
+    {
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AZURE_STORAGE_ACCESS_KEY",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_CLIENT_SECRET",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "DATABRICKS_TOKEN",
+        "WANDB_API_KEY",
+        "OPENAI_API_KEY",
+        "RAY_AUTH_TOKEN",
+    }
+)
+"""Credential variables of the libraries tuneforge drives, redacted even if the key rule missed them."""
+
+_WORD_BOUNDARY = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+
+
+def key_words(key: str) -> list[str]:
+    """``"AWS_SECRET_ACCESS_KEY"`` -> ``["aws", "secret", "access", "key"]``; camelCase splits too."""
+    return [word.lower() for word in _WORD_BOUNDARY.split(str(key)) if word]
+
+
+def _segment_is_secret(words: list[str]) -> bool:
+    if not words:
+        return False
+    if any(word in SECRET_WORDS for word in words):
+        return True
+    last, before = words[-1], words[-2] if len(words) > 1 else None
+    if last == "token":
+        return before not in VOCAB_TOKEN_WORDS
+    if last == "key":
+        return before in KEY_QUALIFIERS
+    return False
+
+
+def is_secret_key(key: str) -> bool:
+    """True when a value stored under ``key`` must not be recorded (rule in the module docstring).
+
+    A dotted key (``tracking.api_key``, a flattened param) is secret when any of its parts is.
+    """
+    if str(key).upper() in SECRET_ENV_VARS:
+        return True
+    return any(_segment_is_secret(key_words(part)) for part in str(key).split("."))
+
+
+def _redact_query(query: str) -> str:
+    if not query:
+        return query
+    parts = []
+    for item in query.split("&"):
+        name, sep, value = item.partition("=")
+        secret = is_secret_key(name) or bool(QUERY_SIGNATURE_WORDS.intersection(key_words(name)))
+        parts.append(f"{name}={REDACTED}" if sep and value and secret else item)
+    return "&".join(parts)
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with any userinfo password and secret query parameters replaced by ``***``.
+
+    Anything that does not parse as a URI is returned unchanged.
+    """
+    try:
+        parts = urlsplit(uri)
+        password = parts.password
+    except ValueError:
+        return uri
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{REDACTED}@{host}"
+    query = _redact_query(parts.query)
+    if netloc == parts.netloc and query == parts.query:
+        return uri
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def redact_text(text: str) -> str:
+    """Every URI inside ``text`` passed through :func:`redact_uri`; the rest of the text is kept."""
+    if "://" not in text:
+        return text
+    return _URI.sub(lambda m: redact_uri(m.group(0)), text)
+
+
+def redact_value(key: str, value: Any) -> Any:
+    """What may be recorded for ``value`` stored under ``key``.
+
+    A secret key's value becomes ``***`` (whatever its type; a None or empty value stays, since
+    it hides nothing). Otherwise strings have their URIs redacted and mappings/lists are walked
+    with :func:`redact_mapping`; other values are returned as they are.
+    """
+    if is_secret_key(key):
+        return value if value is None or value == "" else REDACTED
+    return redact_mapping(value)
+
+
+def redact_mapping(obj: Any) -> Any:
+    """A redacted copy of ``obj``: mappings by key (:func:`redact_value`), lists and strings by shape.
+
+    Recurses through nested dicts, lists and tuples (tuples come back as lists, as YAML and JSON
+    would write them); the input is never modified.
+    """
+    if isinstance(obj, Mapping):
+        return {key: redact_value(str(key), value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact_mapping(item) for item in obj]
+    if isinstance(obj, str):
+        return redact_text(obj)
+    return obj
+
+
+def redacted_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``os.environ`` (or ``environ``) safe to print or record: credential variables as ``***``.
+
+    Covers :data:`SECRET_ENV_VARS` (MLflow, AWS, Azure, GCP, Hugging Face credentials) and every
+    variable the key rule matches (``*_PASSWORD``, ``*_TOKEN``, ``*_SECRET*``, ``*_API_KEY``), and
+    redacts passwords in URIs held by the others (``MLFLOW_TRACKING_URI=http://u:pw@host``).
+    """
+    source = os.environ if environ is None else environ
+    return {name: str(redact_value(name, value)) for name, value in source.items()}
+
+
+__all__ = [
+    "KEY_QUALIFIERS",
+    "QUERY_SIGNATURE_WORDS",
+    "REDACTED",
+    "SECRET_ENV_VARS",
+    "SECRET_WORDS",
+    "is_secret_key",
+    "key_words",
+    "redact_mapping",
+    "redact_text",
+    "redact_uri",
+    "redact_value",
+    "redacted_environment",
+]
