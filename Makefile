@@ -47,6 +47,7 @@ test-all: setup
 
 lint: setup
 	$(BIN)/ruff check platform tests jobs
+	$(BIN)/mypy
 
 clean:
 	rm -rf .tuneforge $(VENV)

@@ -33,7 +33,7 @@ from tuneforge.models.factory import build_tiny_model
 from tuneforge.models.tokenizer import train_bpe_tokenizer
 from tuneforge.modes import BuildOptions, get_mode
 from tuneforge.modes.baselines import score_mode, summarize
-from tuneforge.training.local import reference_train
+from tuneforge.testing import reference_train
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 TEXT = [str(SHARED / "llamafactory" / n) for n in ("wiki_demo.txt", "c4_demo.jsonl", "alpaca_en_demo.json")]

@@ -59,7 +59,7 @@ from tuneforge.evaluation.stats import Interval, paired_bootstrap
 from tuneforge.models.methods import num_virtual_tokens
 from tuneforge.modes.baselines import score_mode, summarize
 from tuneforge.modes.materialize import build_file
-from tuneforge.modes.registry import all_modes, get_mode
+from tuneforge.modes.table import all_modes, get_mode
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"

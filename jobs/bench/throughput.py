@@ -3,7 +3,7 @@
     python jobs/bench/throughput.py --out bench.json          # defaults: the demo's tiny model and shapes
 
 Measures tokens/s of
-  1. a plain single-process PyTorch loop (``tuneforge.training.local.reference_train``: AdamW, clipping,
+  1. a plain single-process PyTorch loop (``tuneforge.testing.reference_train``: AdamW, clipping,
      LR schedule, one forward/backward per global batch), and
   2. tuneforge's ``setup_engine`` + ``run_loop`` (DeepSpeed ZeRO-0 and ZeRO-2 by default) with 1 and 2
      ranks spawned on this machine (gloo on loopback, no Ray),
@@ -37,7 +37,7 @@ import torch  # noqa: E402 - the environment above must be set before torch/deep
 
 from tuneforge.config import JobConfig, config_from_dict  # noqa: E402
 from tuneforge.models.factory import build_tiny_model  # noqa: E402
-from tuneforge.training.local import (  # noqa: E402
+from tuneforge.testing import (  # noqa: E402
     NullTokenizer,
     RecordingReporter,
     reference_train,

@@ -93,7 +93,7 @@ class TrainingProgress:
                             continue
                         seen.add((key, m.step))
                         line = f"step {m.step}/{total} {key} {m.value:.4f}"
-                        if bar is not None:
+                        if bar is not None and task is not None:  # task is None only without a bar
                             bar.update(task, completed=m.step, description=f"{key} {m.value:.4f}")
                         else:
                             print(line, file=sys.stdout, flush=True)

@@ -17,8 +17,8 @@ import torch
 from tuneforge.config import JobConfig, config_from_dict
 from tuneforge.models.factory import build_tiny_model, load_model
 from tuneforge.models.io import save_hf
+from tuneforge.testing import NullTokenizer, RecordingReporter, shard_batches, spawn, synthetic_batches
 from tuneforge.training.engine import seed_everything, setup_engine
-from tuneforge.training.local import NullTokenizer, RecordingReporter, shard_batches, spawn, synthetic_batches
 from tuneforge.training.loop import run_loop
 
 VOCAB = 64

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneforge.training.local import free_port
+from tuneforge.testing import free_port
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -21,9 +21,9 @@ import torch.distributed as dist
 
 from tuneforge.data import to_model_inputs
 from tuneforge.models.factory import load_model
+from tuneforge.testing import NullTokenizer, shard_batches, synthetic_batches
 from tuneforge.training.checkpoint import load_resume_state, save_checkpoint
 from tuneforge.training.engine import seed_everything, setup_engine
-from tuneforge.training.local import NullTokenizer, shard_batches, synthetic_batches
 from tuneforge.training.rng import capture
 from tuneforge.training.trainer_state import TrainerState
 

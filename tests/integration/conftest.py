@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneforge.training.local import free_port
+from tuneforge.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

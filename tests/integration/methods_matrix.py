@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from tuneforge.training.local import free_port
+from tuneforge.testing import free_port
 
 STAGES = (0, 2, 3)
 STEPS = 8

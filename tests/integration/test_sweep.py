@@ -67,7 +67,7 @@ def test_sweep_over_methods_with_asha(ray_head, tuneforge_home: Path):
         assert version.tags["tuneforge.run_id"] == s["best"]["run_id"]
 
 
-@pytest.mark.slow  # ~2 min; `make test-all` runs it (mix/budget logic: tests/unit/test_tune_budget_mix.py)
+@pytest.mark.slow  # ~2 min; `make test-all` runs it (mix/budget logic: tests/unit/tune/test_budget.py)
 def test_data_mix_sweep_with_token_budget(ray_head, tuneforge_home: Path):
     """A sweep over data-mix shares: each trial trains on its own mix of the once-tokenized sources,
     and the token budget stops the sweep before all samples have run to the end."""

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tuneforge.models.factory import build_tiny_model
-from tuneforge.training.local import reference_train, synthetic_batches
+from tuneforge.testing import reference_train, synthetic_batches
 
 STEPS = 10
 LOSS_ATOL = 1e-4  # measured: <= 6e-7 on CPU fp32 (differences come from reduction order only)

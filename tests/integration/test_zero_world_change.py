@@ -21,8 +21,8 @@ import pytest
 
 from tuneforge.models.factory import build_tiny_model
 from tuneforge.models.io import save_hf
+from tuneforge.testing import spawn
 from tuneforge.training.checkpoint_store import incomplete_reason
-from tuneforge.training.local import spawn
 from tuneforge.training.universal import UNIVERSAL_DIR
 
 pytestmark = pytest.mark.slow

@@ -218,10 +218,10 @@ DATA_CASES = [
          ("mx.jsonl:2: record is in 'alpaca' format but the file's first record is 'openai'",)),
     Case("data-unknown-format", on_data("uf.jsonl", {"prompt": "a", "completion": "b"}),
          ("uf.jsonl:1: cannot tell the record's format from its keys (completion, prompt)",)),
-    Case("data-registry-unknown-name", lambda env: train(
+    Case("data-catalog-unknown-name", lambda env: train(
         f"data.train_files=[{env.file('reg/dataset_info.json', json.dumps({'a': {'file_name': 'a.jsonl'}}))}"
         "#zzz]"),
-         ("dataset_info.json", "no dataset 'zzz' in the registry")),
+         ("dataset_info.json", "no dataset 'zzz' in the catalog")),
 ]  # fmt: skip
 
 MODEL_CASES = [

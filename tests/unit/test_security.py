@@ -1,5 +1,6 @@
 """Security guarantees (issue 12): secrets are never recorded, pickle weights are refused unless allowed,
-YAML is loaded safely, paths from configs and registries stay inside their roots, services bind loopback.
+YAML is loaded safely, paths from configs and dataset catalogs stay inside their roots, services bind
+loopback.
 
 The end-to-end check of secret redaction (a real train against a real ``mlflow server``) is
 ``tests/integration/test_secrets.py``; here each guard is tested where it is applied.
@@ -22,7 +23,7 @@ from mlflow import MlflowClient
 
 from tuneforge.config import ConfigError, JobConfig, ModelConfig, load_config, save_config
 from tuneforge.data import DataError
-from tuneforge.data.registry import resolve
+from tuneforge.data.catalog import resolve
 from tuneforge.models.base import TRUST_REMOTE_CODE_TAG, model_trust_tags, prepare_base
 from tuneforge.models.factory import build_tiny_model, check_weight_files, load_model
 from tuneforge.tracking import home_dir, log_dict_artifact, log_params_flat
@@ -302,12 +303,12 @@ def test_yaml_python_tags_are_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_registry_entry_cannot_escape_its_folder(tmp_path):
-    reg_dir = tmp_path / "reg"
-    (reg_dir / "sub").mkdir(parents=True)
-    (reg_dir / "sub" / "ok.jsonl").write_text("{}\n")
-    registry = reg_dir / "dataset_info.json"
-    registry.write_text(
+def test_catalog_entry_cannot_escape_its_folder(tmp_path):
+    cat_dir = tmp_path / "cat"
+    (cat_dir / "sub").mkdir(parents=True)
+    (cat_dir / "sub" / "ok.jsonl").write_text("{}\n")
+    catalog = cat_dir / "dataset_info.json"
+    catalog.write_text(
         json.dumps(
             {
                 "ok": {"file_name": "sub/ok.jsonl"},
@@ -317,17 +318,17 @@ def test_registry_entry_cannot_escape_its_folder(tmp_path):
             }
         )
     )
-    path, _ = resolve(str(registry), "ok")
-    assert Path(path) == reg_dir / "sub" / "ok.jsonl"
+    path, _ = resolve(str(catalog), "ok")
+    assert Path(path) == cat_dir / "sub" / "ok.jsonl"
     for name, file_name in (("dotdot", "../../etc/passwd"), ("sneaky", "sub/../../outside.jsonl")):
         with pytest.raises(DataError) as err:
-            resolve(str(registry), name)
-        assert err.value.field == f"{name}.file_name" and err.value.file == str(registry)
-        assert repr(file_name) in str(err.value) and "outside the registry's folder" in str(err.value)
-    with pytest.raises(DataError, match="outside the registry"):
-        resolve(str(registry), "absolute")
+            resolve(str(catalog), name)
+        assert err.value.field == f"{name}.file_name" and err.value.file == str(catalog)
+        assert repr(file_name) in str(err.value) and "outside the catalog's folder" in str(err.value)
+    with pytest.raises(DataError, match="outside the catalog"):
+        resolve(str(catalog), "absolute")
     remote = "s3://bucket/data/dataset_info.json"
-    from tuneforge.data.registry import entry_path
+    from tuneforge.data.catalog import entry_path
 
     assert entry_path(remote, "a/b.jsonl", "x.file_name") == "s3://bucket/data/a/b.jsonl"
     with pytest.raises(DataError):
@@ -359,7 +360,7 @@ def test_local_services_listen_on_loopback_only():
             if f.is_file() and f.suffix in ("", ".py", ".sh", ".yaml", ".yml") and f.name != "README.md":
                 offenders += [f"{f}: {m.group(0)}" for m in wildcard.finditer(f.read_text(errors="ignore"))]
     assert offenders == []
-    from tuneforge.training.local import free_port
+    from tuneforge.testing import free_port
 
     assert free_port() > 0  # the local rendezvous binds 127.0.0.1 (MASTER_ADDR below)
-    assert 'MASTER_ADDR="127.0.0.1"' in (REPO / "platform/tuneforge/training/local.py").read_text()
+    assert 'MASTER_ADDR="127.0.0.1"' in (REPO / "platform/tuneforge/testing.py").read_text()

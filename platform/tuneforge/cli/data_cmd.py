@@ -52,7 +52,7 @@ def _validate_one(path: str, fmt: str, max_errors: int) -> dict[str, Any]:
 
 @data_app.command()
 def validate(
-    paths: list[str] = typer.Argument(..., help="Data files (or dataset_info.json#NAME registry entries)."),
+    paths: list[str] = typer.Argument(..., help="Data files (or dataset_info.json#NAME catalog entries)."),
     fmt: str = typer.Option("auto", "--format", "-f", help=f"Record layout: {FORMATS}."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report as the last line."),
     max_errors: int = typer.Option(50, "--max-errors", help="Problems listed per file."),
@@ -191,6 +191,7 @@ def preview(
             d, t = job.data, job.trainer
             template, max_seq_len, truncation = d.template, t.max_seq_len, d.truncation
             train_on_prompt, last_turn_only = d.train_on_prompt, d.last_turn_only
+        assert path is not None  # given, or the first train file of --config (neither: fail() above)
         parsed = read_source(path, fmt, on_bad="skip")
         convs = parsed.conversations
         if job is not None:

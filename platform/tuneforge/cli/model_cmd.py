@@ -43,8 +43,9 @@ def resolve_source(arg: str) -> Path:
     if run is None:
         raise FileNotFoundError(f"{arg}: not a directory, and no MLflow run with this id")
     output_dir = run.params.get("trainer.output_dir")
-    has_output_dir = output_dir and output_dir != "None"
-    run_dir = Path(output_dir) if has_output_dir else tuneforge_home() / "runs" / str(run.name)
+    run_dir = (
+        Path(output_dir) if output_dir and output_dir != "None" else tuneforge_home() / "runs" / str(run.name)
+    )
     if not run_dir.exists():
         raise FileNotFoundError(f"run {arg}: its run directory {run_dir} does not exist here")
     return run_dir

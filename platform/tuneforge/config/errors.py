@@ -9,6 +9,7 @@ tags of discriminated unions (``method.name``, ``search.scheduler.name``).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from typing import TypeGuard, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -180,7 +181,7 @@ def overlaps(path: KeyPath, key: KeyPath) -> bool:
     return path[:shorter] == key[:shorter]
 
 
-def line_of(path: KeyPath, lines: dict[KeyPath, int]) -> int | None:
+def line_of(path: KeyPath, lines: Mapping[KeyPath, int]) -> int | None:
     """Line of the deepest part of `path` present in the file (a missing key points at its section)."""
     for depth in range(len(path), 0, -1):
         if path[:depth] in lines:

@@ -2,6 +2,9 @@
 
 The models are deliberately strict (unknown keys are errors) so that a typo in a YAML file fails at
 submit time on the driver instead of being silently ignored on a remote Ray worker.
+
+Over 300 lines on purpose: it is the whole job schema, one section class after another, each field
+with its description; the method sections are in ``config/methods.py``.
 """
 
 from __future__ import annotations
@@ -130,12 +133,12 @@ class DatasetSpec(_Section):
 
     path: str = Field(
         description="Data file (.jsonl, .json, .parquet, .txt; local path or fsspec URL such as s3://), "
-        "or a LLaMA-Factory dataset_info.json registry (with `name`, or as path#name)."
+        "or a LLaMA-Factory dataset_info.json catalog (with `name`, or as path#name)."
     )
     format: Literal["auto", "openai", "alpaca", "sharegpt", "text"] = Field(
         "auto", description="Record layout; auto detects it per file from the first record."
     )
-    name: str | None = Field(None, description="Entry of a dataset_info.json registry given as `path`.")
+    name: str | None = Field(None, description="Entry of a dataset_info.json catalog given as `path`.")
     weight: float | None = Field(
         None,
         gt=0,

@@ -18,8 +18,6 @@ from tuneforge.data.packing import collate, pack_examples, pad_examples, padding
 from tuneforge.data.readers import (
     ParsedFile,
     ProblemLog,
-    conversations_from_bytes,
-    iter_raw_records,
     parse_bytes,
     read_conversations,
     read_source,
@@ -27,7 +25,6 @@ from tuneforge.data.readers import (
 from tuneforge.data.split import is_eval
 from tuneforge.data.templates import (
     CHATML,
-    CHATML_SPECIAL_TOKENS,
     IGNORE_INDEX,
     TEMPLATES,
     ChatTemplate,
@@ -38,7 +35,6 @@ from tuneforge.data.templates import (
 
 __all__ = [
     "CHATML",
-    "CHATML_SPECIAL_TOKENS",
     "IGNORE_INDEX",
     "ROLES",
     "SUPPORTED_FORMATS",
@@ -52,13 +48,11 @@ __all__ = [
     "ParsedFile",
     "ProblemLog",
     "collate",
-    "conversations_from_bytes",
     "detect_format",
     "encode_conversation",
     "encode_record",
     "get_template",
     "is_eval",
-    "iter_raw_records",
     "pack_examples",
     "pad_examples",
     "padding_share",

@@ -24,9 +24,6 @@ from tuneforge.data.templates import (
     template_pieces,
 )
 
-#: ``EncodeResult.status`` values.
-STATUSES = ("ok", "truncated", "chunked", "dropped_too_long", "no_trained_tokens")
-
 
 @dataclass
 class EncodeResult:

@@ -39,7 +39,8 @@ def read_bytes(path: str | Path) -> bytes:
         import fsspec
 
         with fsspec.open(path, "rb") as handle:
-            return handle.read()
+            data: bytes = handle.read()
+        return data
     return Path(path).read_bytes()
 
 

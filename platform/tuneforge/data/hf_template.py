@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from tuneforge.data.ir import Conversation, Message
-from tuneforge.data.templates import Piece, pieces_to_example, prepared_messages
+from tuneforge.data.templates import Piece, prepared_messages
 
 
 def _hf_message(m: Message) -> dict[str, Any]:
@@ -47,11 +47,12 @@ def _render(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, generati
     if not messages:
         return ""
     try:
-        return tokenizer.apply_chat_template(
+        text: str = tokenizer.apply_chat_template(
             messages, tools=tools, tokenize=False, add_generation_prompt=generation
         )
     except Exception as exc:  # Jinja raises its own exception types for template-enforced rules
         raise ValueError(f"the tokenizer's chat template failed on this record: {exc}") from exc
+    return text
 
 
 def _not_prefix(i: int) -> ValueError:
@@ -104,13 +105,6 @@ def tokenizer_pieces(
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
         pieces.append((text, ids, trained or train_on_prompt, role))
     return pieces
-
-
-def encode_with_tokenizer_template(
-    conv: Conversation, tokenizer: Any, train_on_prompt: bool = False, last_turn_only: bool = False
-) -> dict[str, list[int]]:
-    """Untruncated ids and labels of a chat record under the tokenizer's own template."""
-    return pieces_to_example(tokenizer_pieces(conv, tokenizer, train_on_prompt, last_turn_only))
 
 
 def tokenizer_prompt(conv: Conversation, tokenizer: Any) -> str:

@@ -1,6 +1,6 @@
 """The held-out split as JSONL, written while the data plan streams the inputs (no second read).
 
-The plan decides the split (content hash, after dedup, honouring registry entries and
+The plan decides the split (content hash, after dedup, honouring catalog entries and
 ``on_bad_record``); a ``HoldoutWriter`` passed to ``plan_data`` sees each kept record with its side
 and appends the eval ones, in plan order, so evaluation and the promotion gate get a file anyone can
 re-score later, whose content hash versions the evaluation set. Chat records are written as OpenAI

@@ -40,12 +40,19 @@ from tuneforge.data.templates import render_text
 
 
 class SourceSpec(Protocol):
-    """What the plan needs of a ``config.DatasetSpec`` (data/ does not import config)."""
+    """What the plan needs of a ``config.DatasetSpec`` (data/ does not import config).
 
-    path: str
-    format: str
-    weight: float | None
-    name: str | None
+    Read-only members, so a spec whose ``format`` is a ``Literal`` of names still matches.
+    """
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def weight(self) -> float | None: ...
+    @property
+    def name(self) -> str | None: ...
 
 
 class RecordVisitor(Protocol):
@@ -68,7 +75,7 @@ class SourcePlan:
     format: str
     sha256: str
     weight: float | None
-    #: what the file was parsed with ("auto", a format name, or a registry FormatSpec)
+    #: what the file was parsed with ("auto", a format name, or a catalog FormatSpec)
     fmt_arg: str | FormatSpec = "auto"
     on_bad: str = "error"
     records: int = 0
@@ -88,7 +95,7 @@ class SourcePlan:
 
     def stream(self) -> RecordStream:
         """Re-open the file: yields exactly the records the plan counted (same bytes, same format)."""
-        fmt = "auto" if isinstance(self.fmt_arg, FormatSpec) else self.fmt_arg  # registry: re-resolved
+        fmt = "auto" if isinstance(self.fmt_arg, FormatSpec) else self.fmt_arg  # catalog entry: re-resolved
         stream, _, _ = open_source(self.source, fmt, on_bad=self.on_bad)
         return stream
 
@@ -186,8 +193,8 @@ def side_of(content_hash: str, split: str, eval_fraction: float, seed: int, has_
 
 
 def plan_data(
-    train_files: list[SourceSpec],
-    eval_files: list[SourceSpec],
+    train_files: Sequence[SourceSpec],
+    eval_files: Sequence[SourceSpec],
     *,
     eval_fraction: float,
     seed: int,

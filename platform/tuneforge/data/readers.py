@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneforge.data.catalog import is_catalog, resolve, split_ref
 from tuneforge.data.errors import DataError
 from tuneforge.data.files import iter_items, read_bytes, sha256_hex, suffix_of
 from tuneforge.data.formats import SUPPORTED_FORMATS, FormatSpec, detect_format, record_to_ir
 from tuneforge.data.ir import Conversation
-from tuneforge.data.registry import is_registry, resolve, split_ref
 
 BAD_RECORD_POLICIES = ("error", "skip")
 
@@ -77,7 +77,7 @@ class ParsedFile:
     problems: ProblemLog
     records_seen: int = 0
     spec: FormatSpec | None = None
-    #: what the file was parsed with ("auto", a format name, or a registry FormatSpec): re-parsing the
+    #: what the file was parsed with ("auto", a format name, or a catalog FormatSpec): re-parsing the
     #: bytes with the same argument reproduces exactly the same records (the Ray tasks rely on it).
     fmt_arg: str | FormatSpec = "auto"
 
@@ -190,7 +190,7 @@ def open_source(
     on_bad: str = "error",
     max_errors: int = 50,
 ) -> tuple[RecordStream, str, str | FormatSpec]:
-    """A config input (file, URL or registry entry) as a ``RecordStream``, its display name and format arg.
+    """A config input (file, URL or catalog entry) as a ``RecordStream``, its display name and format arg.
 
     The format argument is what a Ray task must re-parse the file with to get the same records.
     """
@@ -198,10 +198,10 @@ def open_source(
     path_str, name = split_ref(ref, name)
     spec: str | FormatSpec = fmt
     data_path = path_str
-    if is_registry(path_str):
+    if is_catalog(path_str):
         data_path, spec = resolve(path_str, name)
     stream = RecordStream(read_bytes(data_path), data_path, spec, on_bad=on_bad, max_errors=max_errors)
-    return stream, (f"{path_str}#{name}" if is_registry(path_str) else ref), spec
+    return stream, (f"{path_str}#{name}" if is_catalog(path_str) else ref), spec
 
 
 def read_source(
@@ -212,18 +212,9 @@ def read_source(
     on_bad: str = "error",
     max_errors: int = 50,
 ) -> ParsedFile:
-    """Read one input as named in a config: a file, a URL, or a registry entry (``name`` / ``#name``)."""
+    """Read one input as named in a config: a file, a URL, or a catalog entry (``name`` / ``#name``)."""
     stream, source, spec = open_source(path, fmt, name, on_bad=on_bad, max_errors=max_errors)
     return _parsed(stream, source, spec)
-
-
-def iter_raw_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line, record)`` for every record of a file, raising the first unreadable one."""
-    source = str(path)
-    for line, item in iter_items(read_bytes(source), source):
-        if isinstance(item, DataError):
-            raise item
-        yield line, item
 
 
 def read_conversations(
@@ -236,8 +227,3 @@ def read_conversations(
 
 def _lazy(path: str | Path, fmt: str, name: str | None) -> Iterator[Conversation]:
     yield from read_source(path, fmt, name).conversations
-
-
-def conversations_from_bytes(data: bytes, path: str, fmt: str | FormatSpec = "auto") -> list[Conversation]:
-    """``read_conversations`` for a file already in memory (errors raise)."""
-    return parse_bytes(data, path, fmt).conversations

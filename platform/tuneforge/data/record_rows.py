@@ -85,7 +85,7 @@ class SplitRules:
 def file_items(plan: DataPlan, group: str) -> list[dict[str, Any]]:
     """One row per input file of ``group`` ("train"/"eval" files), in config order.
 
-    ``fmt`` is exactly what the driver parsed the file with ("auto", a format name, or a registry
+    ``fmt`` is exactly what the driver parsed the file with ("auto", a format name, or a catalog
     ``FormatSpec`` as a dict), so a task keeps exactly the driver's records (the planned drop keys
     are ordinals of those records); ``sha256`` is the plan's digest of the bytes it read.
     """

@@ -14,8 +14,9 @@ Message content is tokenized with ``split_special_tokens=True``: text a user typ
 
 Tools (ChatML, Hermes/Qwen convention): the offered tools are listed in the system prompt inside
 ``<tools>``; an assistant tool call is rendered inside its turn as ``<tool_call>\\n{json}\\n</tool_call>``
-(trained like the rest of the turn); a tool result is a ``tool`` turn. The registry ``TEMPLATES``
-holds chatml, llama3 and alpaca; ``encode.py`` adds ``auto`` and ``tokenizer`` (the model's own).
+(trained like the rest of the turn); a tool result is a ``tool`` turn. The template table
+``TEMPLATES`` holds chatml, llama3 and alpaca; ``encode.py`` adds ``auto`` and ``tokenizer``
+(the model's own).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from typing import Any
 from tuneforge.data.ir import Conversation, Message
 
 IGNORE_INDEX = -100
-CHATML_SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>", "<|pad|>"]
 TRUNCATION_MODES = ("truncate", "drop")
 EOS_PLACEHOLDER = "{eos}"
 TOOLS_HEADER = (
@@ -235,14 +235,3 @@ def template_pieces(
             if ids:
                 pieces.append((text, ids, trained or train_on_prompt, message.role))
     return pieces
-
-
-def encode_with_template(
-    conv: Conversation,
-    tokenizer: Any,
-    template: str = "chatml",
-    train_on_prompt: bool = False,
-    last_turn_only: bool = False,
-) -> dict[str, list[int]]:
-    """Untruncated ids and labels of a chat record under a text template."""
-    return pieces_to_example(template_pieces(conv, tokenizer, template, train_on_prompt, last_turn_only))

@@ -84,7 +84,7 @@ def tokenize_and_block(
         if s.packing
         else pad_examples(examples, s.max_seq_len, pad_id)
     )
-    out = {
+    out: dict[str, np.ndarray] = {
         c: np.asarray([r[c] for r in rows], dtype=np.int64).reshape(len(rows), s.max_seq_len)
         for c in s.columns
     }

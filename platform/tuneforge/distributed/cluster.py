@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from typing import Any
 
 import ray
 import ray.data
 
 from tuneforge.config import JobConfig
 from tuneforge.distributed.preflight import LOCAL_ADDRESS_ENV, local_num_cpus, on_local_instance
-from tuneforge.training.local import free_port
+from tuneforge.net import free_port
 
 
 def quiet_libraries(verbose: bool) -> None:
@@ -49,7 +50,7 @@ def ensure_ray(job: JobConfig, verbose: bool = False) -> None:
     # Ray Train polls workers at this interval; each report() waits up to one poll.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs = {"log_to_driver": verbose, "logging_level": "INFO" if verbose else "WARNING"}
+    kwargs: dict[str, Any] = {"log_to_driver": verbose, "logging_level": "INFO" if verbose else "WARNING"}
     if os.environ.get(LOCAL_ADDRESS_ENV) and on_local_instance():
         os.environ.pop("RAY_ADDRESS", None)  # our own earlier instance, shut down since: start a new one
     if os.environ.get("RAY_ADDRESS"):
@@ -64,7 +65,7 @@ def ensure_ray(job: JobConfig, verbose: bool = False) -> None:
     start_private_instance(kwargs)
 
 
-def start_private_instance(kwargs: dict) -> str:
+def start_private_instance(kwargs: dict[str, Any]) -> str:
     """Start a local Ray instance kept apart from any other on the machine; returns its address.
 
     The GCS port is chosen here (``RAY_GCS_SERVER_PORT``) so the address is known before start-up

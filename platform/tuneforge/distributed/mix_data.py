@@ -41,10 +41,6 @@ class MixSources:
     eval: PreparedData
     columns: list[str]
 
-    @property
-    def total_blocks(self) -> int:
-        return sum(self.blocks)
-
 
 def prepare_mix_sources(job: JobConfig, tokenizer_dir: str, plan: DataPlan | None = None) -> MixSources:
     """Tokenize every train source alone (cached) and the job's eval split once (materialised).

@@ -213,6 +213,7 @@ def run_job(
         finally:
             events.training_finished()
         metrics = result.metrics or {}
+        assert result.checkpoint is not None  # the training loop reports its final checkpoint
         ckpt = Path(result.checkpoint.path)
 
         events.phase("logging and registering the model")

@@ -13,6 +13,7 @@ from tuneforge.config import JobConfig, config_hash
 from tuneforge.distributed.data_pipeline import PreparedData
 from tuneforge.distributed.preflight import START_RETRIES
 from tuneforge.distributed.worker import train_loop_per_worker
+from tuneforge.distributed.worker_args import WorkerArgs
 from tuneforge.paths import tuneforge_home
 
 
@@ -32,7 +33,8 @@ def make_trainer(
 ) -> TorchTrainer:
     """A TorchTrainer whose workers run ``train_loop_per_worker`` on the job's materialised datasets.
 
-    The job travels as a plain dict and is re-validated on each worker; gloo on CPU, nccl on GPU.
+    The job and its prepared inputs travel as ``WorkerArgs`` (a plain dict on the wire, re-validated on
+    each worker); gloo on CPU, nccl on GPU.
     Checkpoints land in ``storage_path/name/checkpoint_step_<step>``; a worker group restarted
     after a failure (``max_failures``), or a rerun under the same name, resumes from the newest
     complete one there (or from ``resume_from``). Only the eval set is split by Ray: every worker
@@ -42,19 +44,19 @@ def make_trainer(
     d = job.distributed
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={
-            "job": job.model_dump(mode="json"),
-            "base_dir": str(base_dir),
-            "tokenizer_dir": str(tok_dir),
-            "total_steps": total_steps,
-            "train_blocks": int(data.stats["train_blocks"]),
-            "storage_dir": str(storage_path / name),
-            "resume_from": str(resume_from) if resume_from else None,
-            "tracking_uri": tracking_uri,
-            "run_id": run_id,
-            "config_hash": config_hash(job),
-            "extensions_dir": str(tuneforge_home() / "torch_extensions"),
-        },
+        train_loop_config=WorkerArgs(
+            job=job,
+            base_dir=base_dir,
+            tokenizer_dir=tok_dir,
+            total_steps=total_steps,
+            train_blocks=int(data.stats["train_blocks"]),
+            storage_dir=storage_path / name,
+            resume_from=resume_from,
+            tracking_uri=tracking_uri,
+            run_id=run_id,
+            config_hash=config_hash(job),
+            extensions_dir=tuneforge_home() / "torch_extensions",
+        ).to_config(),
         torch_config=TorchConfig(backend="nccl" if d.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=d.num_workers, use_gpu=d.use_gpu, resources_per_worker={"CPU": d.cpus_per_worker}
@@ -62,7 +64,10 @@ def make_trainer(
         run_config=RunConfig(
             name=name,
             storage_path=str(storage_path),
-            failure_config=FailureConfig(max_failures=d.max_failures, controller_failure_limit=START_RETRIES),
+            # ray.train exports the Train V2 FailureConfig (the default) over the V1 one that mypy sees
+            failure_config=FailureConfig(  # type: ignore[call-arg]
+                max_failures=d.max_failures, controller_failure_limit=START_RETRIES
+            ),
             checkpoint_config=CheckpointConfig(num_to_keep=None),
             callbacks=callbacks,
         ),

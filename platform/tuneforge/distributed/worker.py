@@ -1,15 +1,17 @@
 """``train_loop_per_worker``: what every Ray Train worker runs.
 
-The job config arrives as a plain dict (it crossed the wire) and is re-validated here; the rest is
-the Ray-free building blocks of ``tuneforge.training`` fed with this worker's dataset shards.
+The driver's ``WorkerArgs`` (the job plus what was prepared for it) arrive as a plain dict (they
+crossed the wire) and are re-validated here; the rest is the Ray-free building blocks of
+``tuneforge.training`` fed with this worker's dataset shards.
 """
 
 from __future__ import annotations
 
+import re
 import resource
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import ray.train
 import ray.train.torch
 import torch
 
-from tuneforge.config import config_from_dict
+from tuneforge.distributed.worker_args import WorkerArgs
 from tuneforge.models.factory import load_model, resolve_dtype
 from tuneforge.models.methods import apply_method, count_parameters
 from tuneforge.models.tokenizer import load_tokenizer
@@ -63,6 +65,31 @@ class RayReporter:
         if ckpt is not None and self.rank == 0 and self.storage_dir is not None:
             prune(self.storage_dir, *self.keep)  # every rank's upload finished: report is a barrier
 
+    def relay(self, stored: StoredCheckpoint) -> None:
+        """Report again a checkpoint that is complete on storage but that Ray Train never registered.
+
+        ``ray.train.report`` returns once the result is queued on the worker; the controller
+        collects it on its next poll. A worker killed in between leaves the checkpoint on storage
+        (resume finds it) but its report is lost, and with it the evaluation a sweep's scheduler
+        (ASHA) counts as one ``training_iteration``: the trial would end one rung short. The
+        relayed report carries the metrics the lost one carried (all kept in the checkpoint's
+        ``TrainerState``) and registers the checkpoint where it lies (``NO_UPLOAD``), so it is
+        neither copied nor, after a second failure, relayed twice.
+        """
+        state = stored.state
+        metrics = {
+            "step": float(state.step),
+            "eval_loss": state.eval_loss,
+            "train_tokens": state.train_tokens,
+        }
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        ray.train.report(
+            {**self.extra, "peak_rss_bytes": float(peak), **metrics},
+            checkpoint=ray.train.Checkpoint.from_directory(str(stored.path)),
+            checkpoint_dir_name=stored.path.name,
+            checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD,
+        )
+
 
 def strided_batches(
     shard: Any, *, epoch: int, skip: int, usable: int, rank: int, world: int, micro_batch_size: int, seed: int
@@ -91,24 +118,40 @@ def strided_batches(
             yield batch
 
 
-def resume_point(cfg: dict[str, Any]) -> Path | None:
-    """The checkpoint this attempt continues from, or None for a fresh start.
+def registered_step(name: str | None) -> int:
+    """The step of the checkpoint Ray Train last registered, from its name (-1: none).
+
+    Read from the name (``checkpoint_step_0000012``), not the files: retention may have
+    deleted the directory since.
+    """
+    match = re.fullmatch(r"checkpoint_step_(\d+)", name or "")
+    return int(match.group(1)) if match else -1
+
+
+def restart_point(args: WorkerArgs) -> tuple[StoredCheckpoint | None, bool]:
+    """The checkpoint this attempt continues from (None: a fresh start), and whether to relay it.
 
     The newest complete resumable checkpoint among: what Ray Train hands back after a restart
     (``get_checkpoint``), what is on storage (a checkpoint uploaded just before a crash is complete
     there but may never have been registered), and the ``--resume`` checkpoint of the first attempt.
+    One on this attempt's storage that is newer than the registered one was never reported:
+    ``RayReporter.relay`` reports it.
     """
     found: list[StoredCheckpoint] = []
-    storage = Path(cfg["storage_dir"]) if cfg.get("storage_dir") else None
-    if storage is not None and (latest := latest_resumable(storage)) is not None:
+    latest = latest_resumable(args.storage_dir)
+    if latest is not None:
         found.append(latest)
     registered = ray.train.get_checkpoint()
-    for candidate in (registered.path if registered else None, cfg.get("resume_from")):
+    for candidate in (registered.path if registered else None, args.resume_from):
         if candidate and incomplete_reason(Path(candidate)) is None:
             state = TrainerState.load(candidate)
             if state.resumable:
                 found.append(StoredCheckpoint(Path(candidate), state))
-    return max(found, key=lambda c: c.state.step).path if found else None
+    if not found:
+        return None, False
+    best = max(found, key=lambda c: c.state.step)
+    known = registered_step(Path(registered.path).name if registered else None)
+    return best, best is latest and best.state.step > known
 
 
 _STOP = threading.Event()
@@ -130,7 +173,7 @@ def _install_sigterm_handler() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def stop_on_sigterm() -> Any:
+def stop_on_sigterm() -> Callable[[], bool]:
     """Install the SIGTERM handler in this worker process; returns the "stop requested?" check.
 
     Ray Train runs the training function in a thread, so the handler is installed through the
@@ -144,47 +187,58 @@ def stop_on_sigterm() -> Any:
 
 
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
-    """Build model + engine on this worker and run the step loop over its shards."""
-    job = config_from_dict(cfg["job"])
-    configure_accelerator(job.distributed.use_gpu, cfg.get("extensions_dir"))
+    """Build model + engine on this worker and run the step loop over its shards.
+
+    ``cfg`` is ``WorkerArgs.to_config()`` from the driver (distributed/trainer_factory.py).
+    """
+    args = WorkerArgs.from_config(cfg)
+    job = args.job
+    configure_accelerator(job.distributed.use_gpu, str(args.extensions_dir))
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     seed_everything(job.trainer.seed, job.trainer.deterministic)  # before any weights are created
     dtype = resolve_dtype(job.model.dtype, job.distributed.use_gpu)
 
-    tokenizer = load_tokenizer(cfg["tokenizer_dir"], job.model.trust_remote_code)
+    tokenizer = load_tokenizer(args.tokenizer_dir, job.model.trust_remote_code)
     model = apply_method(
-        load_model(cfg["base_dir"], job.model, job.distributed.use_gpu),
+        load_model(args.base_dir, job.model, job.distributed.use_gpu),
         job.method,
-        tokenizer_dir=cfg["tokenizer_dir"],
+        tokenizer_dir=args.tokenizer_dir,
     )
     trainable, total = count_parameters(model)
-    engine = setup_engine(model, job, world, cfg["total_steps"], dtype)
+    engine = setup_engine(model, job, world, args.total_steps, dtype)
     reporter = RayReporter(
         rank,
-        cfg.get("tracking_uri"),
-        cfg.get("run_id"),
+        args.tracking_uri,
+        args.run_id,
         extra={"trainable_params": float(trainable)},
-        storage_dir=Path(cfg["storage_dir"]) if cfg.get("storage_dir") else None,
+        storage_dir=args.storage_dir,
         keep=(job.trainer.keep_last, job.trainer.keep_best),
     )
     reporter.log({"trainable_params": float(trainable), "total_params": float(total)}, 0)
 
     start: TrainerState | None = None
-    if (resume := resume_point(cfg)) is not None:
-        start = TrainerState.load(resume)
-        load_resume_state(engine, resume, rank)
+    resume, unreported = restart_point(args)
+    if resume is not None:
+        start = resume.state
+        load_resume_state(engine, resume.path, rank)
         if rank == 0:
-            print(f"[tuneforge] resuming from {resume.name} (step {start.step})", flush=True)
+            print(f"[tuneforge] resuming from {resume.path.name} (step {start.step})", flush=True)
+        if unreported:  # every rank: a report is a collective
+            if rank == 0:
+                print(
+                    f"[tuneforge] {resume.path.name} was saved but never reported: reporting it", flush=True
+                )
+            reporter.relay(resume)
 
     mbs = job.trainer.micro_batch_size
     train_shard = ray.train.get_dataset_shard("train")
     eval_shard = ray.train.get_dataset_shard("eval")
     per_step = world * job.trainer.grad_accum
-    usable = (cfg["train_blocks"] // mbs) // per_step * per_step
+    usable = (args.train_blocks // mbs) // per_step * per_step
 
-    def train_batches(epoch: int, skip: int):
+    def train_batches(epoch: int, skip: int) -> Iterator[dict[str, torch.Tensor]]:
         return strided_batches(
             train_shard, epoch=epoch, skip=skip, usable=usable, rank=rank, world=world,
             micro_batch_size=mbs, seed=job.trainer.seed,
@@ -201,12 +255,12 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         job,
         rank=rank,
         world=world,
-        total_steps=cfg["total_steps"],
+        total_steps=args.total_steps,
         train_batches=train_batches,
         eval_batches=eval_batches,
         reporter=reporter,
         device=device,
-        config_hash=cfg["config_hash"],
+        config_hash=args.config_hash,
         start=start,
         stop_requested=stop_on_sigterm(),
     )

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from tuneforge.data.files import sha256_file
 from tuneforge.data.trained_format import TrainedFormat
 from tuneforge.evaluation.metrics import get_metric, score
 from tuneforge.evaluation.stats import Interval, bootstrap_ci, ratio_bootstrap_ci
+
+if TYPE_CHECKING:
+    from transformers import GenerationMixin
 
 LOSS_METRICS = ("eval_loss",)
 
@@ -99,6 +102,7 @@ def loss_sums(
         batch = collate(pad_examples(chunk, width, tokenizer.pad_token_id))
         inputs = to_model_inputs({k: v.to(device) for k, v in batch.items()})
         labels = inputs.pop("labels")
+        assert isinstance(labels, torch.Tensor)  # copied from the batch; only use_cache is a bool
         logits = model(**inputs).logits.float()
         shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
         # (tokens, vocab) rows, as the training loss lays them out: cross_entropy over a transposed
@@ -163,7 +167,9 @@ def greedy_generate(
                 padding=True,
                 add_special_tokens=False,
             ).to(device)
-            gen = model.generate(
+            # nn.Module declares no generate(); the models scored here are causal LMs (GenerationMixin).
+            # transformers' @torch.no_grad() on generate() leaves mypy a doubled `self` it cannot bind.
+            gen = cast("GenerationMixin", model).generate(  # type: ignore[misc]
                 **enc,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,

@@ -1,7 +1,7 @@
 """Task metrics per example, computed with the field's libraries (rouge-score, sacrebleu).
 
 Each metric returns one score per example so that intervals and paired comparisons are possible.
-The registry (``metric_registry``) maps a metric name to its function and its direction; this module
+The metric table (``metric_table``) maps a metric name to its function and its direction; this module
 registers the generic metrics, the modes register their own when ``tuneforge.modes`` is imported.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tuneforge.evaluation import mode_metrics as mm
-from tuneforge.evaluation.metric_registry import (
+from tuneforge.evaluation.metric_table import (
     METRICS,
     MODE_METRICS,
     Metric,

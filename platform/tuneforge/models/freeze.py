@@ -19,11 +19,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from tuneforge.config import FreezeMethod
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|block)\.(\d+)\.")
 _FINAL_NORM = re.compile(r"(?:^|\.)(?:norm|ln_f|final_layer_norm|final_layernorm)\.(?:weight|bias)$")
@@ -115,16 +119,16 @@ class GradualUnfreezer:
         return mask
 
 
-def _embedding_param_names(model: nn.Module) -> tuple[list[str], list[str]]:
+def _embedding_param_names(model: PreTrainedModel) -> tuple[list[str], list[str]]:
     by_id = {id(p): n for n, p in model.named_parameters()}
-    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    emb = model.get_input_embeddings()
+    head = model.get_output_embeddings()
     emb_names = [by_id[id(p)] for p in emb.parameters() if id(p) in by_id] if emb is not None else []
     head_names = [by_id[id(p)] for p in head.parameters() if id(p) in by_id] if head is not None else []
     return emb_names, head_names
 
 
-def apply_freeze(model: nn.Module, method: FreezeMethod) -> nn.Module:
+def apply_freeze(model: PreTrainedModel, method: FreezeMethod) -> nn.Module:
     """Set ``requires_grad`` per the freeze rules and install the gradual-unfreezing hooks."""
     num_layers = int(model.config.num_hidden_layers)
     emb_names, head_names = _embedding_param_names(model)

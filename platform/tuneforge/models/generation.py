@@ -120,10 +120,11 @@ def load_for_inference(
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such model directory")
     dtype = torch.float32 if str(device) == "cpu" else "auto"
+    model: torch.nn.Module  # a transformers model, or a PeftModel around one
     if is_adapter_dir(path):
         base_dir = Path(base) if base is not None else adapter_base(path)
-        model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
-        model = PeftModel.from_pretrained(model, str(path))
+        base_model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+        model = PeftModel.from_pretrained(base_model, str(path))
         tok_dir = path if (path / "tokenizer_config.json").is_file() else base_dir
     elif (path / "config.json").is_file():
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
@@ -132,4 +133,6 @@ def load_for_inference(
         raise FileNotFoundError(
             f"{path}: not a Hugging Face model (config.json) or PEFT adapter (adapter_config.json) directory"
         )
-    return model.to(device).eval(), load_tokenizer(tok_dir)
+    # transformers declares PreTrainedModel.to with @wraps(nn.Module.to), which its typing turns into a
+    # wrapper that wants the model as the first argument; the call itself is nn.Module.to.
+    return model.to(device).eval(), load_tokenizer(tok_dir)  # type: ignore[arg-type]

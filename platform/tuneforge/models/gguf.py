@@ -19,10 +19,14 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from tuneforge.data.files import sha256_file
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 PKG_SCHEME = "pkg:"
 GGUF_SUFFIX = ".gguf"
@@ -67,7 +71,7 @@ def is_gguf(path: str | Path) -> bool:
     return True
 
 
-def dequantized_copy(loaded: torch.nn.Module) -> torch.nn.Module:
+def dequantized_copy(loaded: PreTrainedModel) -> PreTrainedModel:
     """A serializable twin of a GGUF-loaded model: same config minus quantization, same weights."""
     from transformers import AutoModelForCausalLM
 

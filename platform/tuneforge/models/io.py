@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from tuneforge.models.tokenizer import load_tokenizer
 
@@ -37,7 +36,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 
 
 def save_hf(
-    model: torch.nn.Module,
+    model: PreTrainedModel | PeftModel,
     tokenizer,
     out_dir: str | Path,
     state_dict: dict | None = None,
@@ -45,7 +44,7 @@ def save_hf(
 ) -> Path:
     """Save model (+ tokenizer) atomically with safetensors; ``extra`` may add files before commit."""
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        model.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         if extra is not None:

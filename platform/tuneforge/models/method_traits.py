@@ -12,11 +12,6 @@ MERGEABLE_ADAPTERS = frozenset({"lora", "qlora", "ia3"})
 FULL_WEIGHTS = frozenset({"full", "freeze"})
 
 
-def is_prompt_learning_method(name: str) -> bool:
-    """Soft prompts / prefixes: adapters that cannot be merged and must not be packed."""
-    return name in PROMPT_LEARNING
-
-
 def registrable(name: str) -> bool:
     """Whether the registry (plain HF models) can hold this method's result."""
     return name in FULL_WEIGHTS or name in MERGEABLE_ADAPTERS

@@ -15,13 +15,12 @@ Exact trainable counts per method are in ``tuneforge.models.param_counts``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from peft import PeftModel, get_peft_model
+from peft import PeftConfig, PeftModel, PromptLearningConfig, get_peft_model
 from torch import nn
 from transformers import PreTrainedModel
 
-from tuneforge.config import ConfigError, FreezeMethod, FullMethod, QLoraMethod
+from tuneforge.config import ConfigError, FreezeMethod, FullMethod, MethodConfig, QLoraMethod
 from tuneforge.models.freeze import apply_freeze
 from tuneforge.models.param_counts import expected_trainable_params
 from tuneforge.models.peft_methods import MERGEABLE, PROMPT_LEARNING, lora_config, peft_config_for
@@ -33,7 +32,7 @@ class MethodUnavailableError(ConfigError):
     """The configured method cannot run on this machine; raised before any model work."""
 
 
-def check_method_available(method: Any, use_gpu: bool | None = None) -> None:
+def check_method_available(method: MethodConfig, use_gpu: bool | None = None) -> None:
     """Fail fast, with one line naming the field, for methods that cannot run (QLoRA without CUDA).
 
     On the driver pass ``use_gpu=job.distributed.use_gpu``: a CPU job is refused before any work, a GPU
@@ -61,7 +60,9 @@ def check_method_available(method: Any, use_gpu: bool | None = None) -> None:
         ) from None
 
 
-def apply_method(model: PreTrainedModel, method: Any, tokenizer_dir: str | Path | None = None) -> nn.Module:
+def apply_method(
+    model: PreTrainedModel, method: MethodConfig, tokenizer_dir: str | Path | None = None
+) -> nn.Module:
     """Return the module to train, with ``requires_grad`` set as the method implies.
 
     ``tokenizer_dir`` is only read by prompt tuning with ``init: text``; it defaults to the directory
@@ -112,6 +113,17 @@ def _apply_qlora(model: PreTrainedModel, method: QLoraMethod) -> nn.Module:
     return get_peft_model(base, lora_config(method))
 
 
+def _active_config(model: PeftModel) -> PeftConfig:
+    config: PeftConfig = model.peft_config[model.active_adapter]
+    return config
+
+
+def _peft_type(config: PeftConfig) -> str:
+    """``LORA``, ``IA3``, ``PREFIX_TUNING``...: the enum's value (a config read from JSON holds a str)."""
+    kind = config.peft_type
+    return str(getattr(kind, "value", kind))
+
+
 def is_adapter(model: nn.Module) -> bool:
     """True when only adapter weights are saved (the base stays where it was)."""
     return isinstance(model, PeftModel)
@@ -121,7 +133,7 @@ def peft_type_name(model: nn.Module) -> str | None:
     """The active adapter's peft type (``LORA``, ``IA3``, ``PREFIX_TUNING``...), None for plain models."""
     if not isinstance(model, PeftModel):
         return None
-    return str(model.peft_config[model.active_adapter].peft_type.value)
+    return _peft_type(_active_config(model))
 
 
 def is_prompt_learning(model: nn.Module) -> bool:
@@ -131,10 +143,12 @@ def is_prompt_learning(model: nn.Module) -> bool:
 
 def num_virtual_tokens(model: nn.Module) -> int:
     """Virtual tokens a prompt-learning model prepends to the logits (0 for prefix tuning and others)."""
-    if not is_prompt_learning(model):
+    if not isinstance(model, PeftModel):
         return 0
-    cfg = model.peft_config[model.active_adapter]
-    return 0 if str(cfg.peft_type.value) == "PREFIX_TUNING" else int(cfg.num_virtual_tokens)
+    cfg = _active_config(model)  # prompt learning <=> a PromptLearningConfig (peft's is_prompt_learning)
+    if not isinstance(cfg, PromptLearningConfig) or _peft_type(cfg) == "PREFIX_TUNING":
+        return 0
+    return int(cfg.num_virtual_tokens)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

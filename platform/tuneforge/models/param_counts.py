@@ -9,23 +9,27 @@ Llama/Mistral/Qwen2-style checkpoints.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tuneforge.config import (
     FreezeMethod,
     FullMethod,
     IA3Method,
     LoraMethod,
+    MethodConfig,
     PrefixTuningMethod,
     PromptTuningMethod,
     PTuningMethod,
 )
 from tuneforge.models.freeze import select_trainable
 
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
 Shape = tuple[int, ...]
 
 
-def _dims(cfg: Any) -> tuple[int, int, int, int, int, int]:
+def _dims(cfg: PretrainedConfig) -> tuple[int, int, int, int, int, int]:
     """(hidden, intermediate, layers, heads, kv_heads, head_dim) of a HF config."""
     hidden, heads = int(cfg.hidden_size), int(cfg.num_attention_heads)
     kv = int(getattr(cfg, "num_key_value_heads", None) or heads)
@@ -33,7 +37,7 @@ def _dims(cfg: Any) -> tuple[int, int, int, int, int, int]:
     return hidden, int(cfg.intermediate_size), int(cfg.num_hidden_layers), heads, kv, head_dim
 
 
-def linear_shapes(cfg: Any) -> dict[str, tuple[int, int]]:
+def linear_shapes(cfg: PretrainedConfig) -> dict[str, tuple[int, int]]:
     """Per-block linear modules as ``suffix -> (in_features, out_features)``."""
     hidden, inter, _, heads, kv, hd = _dims(cfg)
     return {
@@ -47,7 +51,7 @@ def linear_shapes(cfg: Any) -> dict[str, tuple[int, int]]:
     }
 
 
-def parameter_shapes(cfg: Any) -> dict[str, Shape]:
+def parameter_shapes(cfg: PretrainedConfig) -> dict[str, Shape]:
     """Every parameter of a Llama-style causal LM by its HF name (tied lm_head counted once)."""
     hidden, _, layers, _, _, _ = _dims(cfg)
     vocab = int(cfg.vocab_size)
@@ -74,7 +78,7 @@ def _numel(shape: Shape) -> int:
     return n
 
 
-def _targets(target_modules: list[str] | str, cfg: Any) -> list[tuple[int, int]]:
+def _targets(target_modules: list[str] | str, cfg: PretrainedConfig) -> list[tuple[int, int]]:
     """(in, out) of every linear peft would wrap: exact name or ``.name`` suffix, as peft matches."""
     shapes = linear_shapes(cfg)
     layers = _dims(cfg)[2]
@@ -94,7 +98,7 @@ def _lstm_params(input_size: int, hidden: int, num_layers: int = 2) -> int:
     return total
 
 
-def expected_trainable_params(model_config: Any, method: Any) -> int:
+def expected_trainable_params(model_config: PretrainedConfig, method: MethodConfig) -> int:
     """Exact number of trainable parameters ``apply_method`` leaves on a model with this HF config."""
     hidden, _, layers, _, kv, hd = _dims(model_config)
     shapes = parameter_shapes(model_config)
@@ -133,6 +137,6 @@ def expected_trainable_params(model_config: Any, method: Any) -> int:
         emb = method.num_virtual_tokens * hidden
         if method.encoder_reparameterization_type == "MLP":
             return emb + (hidden * enc + enc) + (enc * enc + enc) + (enc * hidden + hidden)
-        head = (2 * enc * 2 * enc + 2 * enc) + (2 * enc * hidden + hidden)
-        return emb + _lstm_params(hidden, enc) + head
+        lstm_head = (2 * enc * 2 * enc + 2 * enc) + (2 * enc * hidden + hidden)
+        return emb + _lstm_params(hidden, enc) + lstm_head
     raise ValueError(f"no parameter count for method {getattr(method, 'name', method)!r}")

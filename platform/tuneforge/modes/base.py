@@ -67,16 +67,6 @@ class Mode:
         """Field names of the input structure (what ``modes list`` shows)."""
         return [f.name for f in fields(self.structure)]
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "inputs": self.inputs,
-            "metric": self.metric,
-            "metrics": list(self.metrics),
-            "learns": self.learns,
-            "sources": self.sources,
-        }
-
     def build_records(self, sources: Sequence[str], opts: BuildOptions) -> list[Conversation]:
         """Build the structures from ``sources`` and compile each one (at most ``opts.limit``)."""
         out: list[Conversation] = []

@@ -37,7 +37,8 @@ def pick_shots(i: int, k: int, pool: Sequence[Conversation], same_set: bool) -> 
     the evaluation set, leave-one-out), so every example gets the same number and nothing leaks."""
     if not pool or k <= 0:
         return []
-    picked, j = [], i + 1 if same_set else i
+    picked: list[Conversation] = []
+    j = i + 1 if same_set else i
     while len(picked) < min(k, len(pool) - int(same_set)):
         if not (same_set and j % len(pool) == i):
             picked.append(pool[j % len(pool)])

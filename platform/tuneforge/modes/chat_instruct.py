@@ -1,7 +1,9 @@
-"""chat+instruct: a dialogue that switches to instruct mode on a ``### Instruction`` turn (seed 004).
+"""chat+instruct: a dialogue that switches to following one instruction (seed 004).
 
-The switch is two turns of data (``PROMPTS``): the user's marker and the model's acknowledgement, then
-the instruction and its answer. Builders mix chat and instruction sources at a configurable ratio.
+The switch is a ``### Instruction`` turn. A record has two kinds of part: the chat part, then
+(optionally) the instruction part. The switch is two turns of data (``PROMPTS``): the user's marker
+and the model's acknowledgement, then the instruction and its answer. Builders mix chat and
+instruction sources at a configurable ratio.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 
 from tuneforge.data import Conversation, Message
 from tuneforge.data.text_parse import has_user_marker
-from tuneforge.evaluation.metric_registry import register_mode_metric
+from tuneforge.evaluation.metric_table import register_mode_metric
 from tuneforge.evaluation.mode_metrics import part_rouge
 from tuneforge.modes.base import BuildOptions, Mode
 from tuneforge.modes.chat import ChatExample, chat_examples
@@ -45,12 +47,12 @@ def compile_chat_instruct(ex: ChatInstructExample) -> Conversation:
 
 
 def is_instruct_part(conv: Conversation) -> bool:
-    """Whether the record's last answer is given in instruct mode (the switch marker came before it)."""
+    """Whether the record's last answer belongs to the instruction part (the switch marker came before it)."""
     return has_user_marker(conv, PROMPTS["switch"])
 
 
 def is_chat_part(conv: Conversation) -> bool:
-    """Whether the record's last answer is plain chat (no switch marker before it)."""
+    """Whether the record's last answer belongs to the chat part (no switch marker before it)."""
     return not is_instruct_part(conv)
 
 
@@ -60,8 +62,8 @@ register_mode_metric("rougeL_instruct", part_rouge("instruct", is_instruct_part)
 
 def build(sources: Sequence[str], opts: BuildOptions) -> Iterator[ChatInstructExample]:
     """``--from CHAT... INSTRUCT...``: sources whose records are multi-turn count as chat, the rest as
-    instructions. ``ratio`` (default 0.5) is the share of records that switch to instruct mode; the
-    others stay plain chat. A switching record pairs a chat with the next instruction."""
+    instructions. ``ratio`` (default 0.5) is the share of records that switch to an instruction part;
+    the others stay plain chat. A switching record pairs a chat with the next instruction."""
     ratio = float(opts.opt("ratio", 0.5))
     chats: list[ChatExample] = []
     instructs: list[InstructExample] = []
@@ -87,7 +89,7 @@ def build(sources: Sequence[str], opts: BuildOptions) -> Iterator[ChatInstructEx
 
 MODE = Mode(
     name="chat+instruct",
-    learns="chat, and switch to instruct mode inside the same dialogue",
+    learns="chat, and switch to following an instruction inside the same dialogue",
     structure=ChatInstructExample,
     prompts=PROMPTS,
     compile=compile_chat_instruct,

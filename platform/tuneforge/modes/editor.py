@@ -147,10 +147,6 @@ def record_pairs(path: str, opts: BuildOptions) -> Iterator[EditorExample]:
             yield EditorExample(s.strip(), t.strip())
 
 
-def is_clean_text(path: str) -> bool:
-    return suffix(path) in (".txt", ".md")
-
-
 def build(sources: Sequence[str], opts: BuildOptions) -> Iterator[EditorExample]:
     """``--from SRC REF`` (two text files: parallel) | ``--from CLEAN.txt`` (synthetic corruption) |
     ``--from pairs.jsonl`` (source/target records)."""

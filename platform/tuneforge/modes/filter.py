@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.data import Conversation
-from tuneforge.evaluation.metric_registry import register_mode_metric
+from tuneforge.evaluation.metric_table import register_mode_metric
 from tuneforge.evaluation.mode_metrics import sentence_metrics
 from tuneforge.modes.base import BuildOptions, Mode, conversation
 from tuneforge.modes.sources import records, sentences, suffix, texts

@@ -13,7 +13,7 @@ from typing import Any
 
 from tuneforge.data import Conversation
 from tuneforge.modes.base import BuildOptions, to_openai
-from tuneforge.modes.registry import get_mode
+from tuneforge.modes.table import get_mode
 
 
 @dataclass

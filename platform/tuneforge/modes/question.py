@@ -6,7 +6,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from tuneforge.data import Conversation
-from tuneforge.data.text_parse import list_items
 from tuneforge.modes.base import BuildOptions, Mode, conversation
 from tuneforge.modes.sources import first_key, load_json, records, suffix
 
@@ -24,10 +23,6 @@ class QuestionExample:
 def compile_question(ex: QuestionExample) -> Conversation:
     body = "\n".join(f"{i}. {q}" for i, q in enumerate(ex.questions, 1))
     return conversation(PROMPTS["system"], ("user", ex.passage), ("assistant", body))
-
-
-#: Questions from a generated list: one per line, numbering or bullets stripped.
-parse_questions = list_items
 
 
 def squad_examples(path: str, opts: BuildOptions) -> Iterator[QuestionExample]:

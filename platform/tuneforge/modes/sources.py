@@ -1,6 +1,6 @@
 """Reading the data people already have, for the builders: chat/instruction files, text, pairs.
 
-Anything the data layer reads (OpenAI, Alpaca, ShareGPT, text; registries) goes through
+Anything the data layer reads (OpenAI, Alpaca, ShareGPT, text; dataset catalogs) goes through
 ``tuneforge.data.read_source`` so a bad record fails here exactly as it would in training.
 Plain text and ad-hoc JSON (SQuAD, commit logs, version pairs) are read directly.
 """
@@ -15,12 +15,11 @@ from typing import Any
 
 from tuneforge.data import Conversation, DataError, read_source
 
-DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
 def suffix(path: str) -> str:
-    """Lower-cased extension, ignoring a registry ``#name``."""
+    """Lower-cased extension, ignoring a catalog ``#name``."""
     return Path(path.split("#", 1)[0]).suffix.lower()
 
 

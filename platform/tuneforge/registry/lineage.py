@@ -49,7 +49,7 @@ def _planned_digest(plan: DataPlan | None, role: str, index: int, path: str) -> 
 
 
 def _data_lineage(job: JobConfig, plan: DataPlan | None = None) -> list[dict[str, object]]:
-    out = []
+    out: list[dict[str, object]] = []
     for role, specs in (("train", job.data.train_files), ("eval", job.data.eval_files)):
         for i, s in enumerate(specs):
             digest = _planned_digest(plan, role, i, str(s.path))

@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import mlflow
 from mlflow.models import Model
@@ -168,8 +168,12 @@ def load_hf_model(model_uri: str) -> tuple[PreTrainedModel, PreTrainedTokenizerB
             raise ValueError(f"{model_uri} was not logged with the transformers flavor")
         weights_dir = local / flavor.get("model_binary", MODEL_NAME)
         _architecture(weights_dir)
-        model, loading = AutoModelForCausalLM.from_pretrained(
-            weights_dir, dtype="auto", trust_remote_code=False, output_loading_info=True
+        # transformers' overloads ignore output_loading_info=True, which returns (model, loading info)
+        model, loading = cast(
+            "tuple[PreTrainedModel, dict[str, list[str]]]",
+            AutoModelForCausalLM.from_pretrained(
+                weights_dir, dtype="auto", trust_remote_code=False, output_loading_info=True
+            ),
         )
         problems = {kind: loading[kind] for kind in _LOAD_PROBLEMS if loading.get(kind)}
         if problems:

@@ -211,11 +211,11 @@ def _write_model(engine: TrainingEngine, target: Path, rank: int, zero_stage: in
     if is_adapter(model):
         trainable = [p for p in model.parameters() if p.requires_grad]
         with _gathered(trainable, zero_stage):
-            model.save_pretrained(target, is_main_process=rank == 0, safe_serialization=True)
+            model.save_pretrained(str(target), is_main_process=rank == 0, safe_serialization=True)
     elif zero_stage == 3:  # gathered module by module, written shard by shard: bounded memory
         save_zero3_streamed(model, target, rank)
     elif rank == 0:
-        model.save_pretrained(target, safe_serialization=True)
+        model.save_pretrained(str(target), safe_serialization=True)
 
 
 def load_probe(ckpt_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:

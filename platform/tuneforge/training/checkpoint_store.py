@@ -26,8 +26,6 @@ from pathlib import Path
 from tuneforge.data.files import sha256_file
 from tuneforge.training.trainer_state import STATE_FILE, TrainerState
 
-MARKER_GLOB = "tuneforge/complete.rank*.json"
-
 
 def marker_name(rank: int) -> str:
     """The completion marker of ``rank`` inside a checkpoint directory."""

@@ -2,6 +2,9 @@
 
 It knows nothing about Ray: batches arrive through ``train_batches(epoch)`` / ``eval_batches()``
 callables and results leave through a ``Reporter``. The Ray glue supplies both, tests can too.
+
+Over 300 lines on purpose: the step loop, its evaluation/checkpoint cadence and the stop rules
+(early stopping, SIGTERM, the step budget) are one state machine; split, its order would be hidden.
 """
 
 from __future__ import annotations

@@ -69,7 +69,9 @@ class SweepConfig(_Strict):
     """How to search: objective, budget, scheduler, searcher and the ``space`` of job keys."""
 
     metric: str = Field("eval_loss", description="Reported metric that ranks trials.")
-    mode: Literal["min", "max"] = Field("min", description="Whether lower (min) or higher (max) is better.")
+    direction: Literal["min", "max"] = Field(
+        "min", description="Whether lower (min) or higher (max) is better."
+    )
     num_samples: int = Field(
         8, ge=1, description="Trials to sample (with grid domains: samples per grid point, as in Tune)."
     )

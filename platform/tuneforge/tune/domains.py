@@ -50,7 +50,7 @@ def build_param_space(sweep: SweepConfig, job: JobConfig | None = None) -> dict[
 
 
 def build_scheduler(sweep: SweepConfig, job: JobConfig | None = None) -> TrialScheduler:
-    """ASHA or FIFO; metric and mode are left to ``TuneConfig`` so they are set in one place.
+    """ASHA or FIFO; metric and direction are left to ``TuneConfig`` so they are set in one place.
 
     ASHA's ``max_t`` is ``scheduler.max_t``, else the number of reports a full trial of ``job`` makes.
     """

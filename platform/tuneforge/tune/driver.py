@@ -4,6 +4,9 @@ Ray 2.60's supported shape for Tune over Train V2 is a *function trainable* per 
 ``TorchTrainer`` and calls ``fit()``, with ``TuneReportCallback`` forwarding every rank-0 report to
 Tune (so ASHA sees each evaluation). Tune does not count the Train workers' resources, so the trial
 driver takes a sliver of CPU and concurrency is bounded explicitly by what the workers need.
+
+Over 300 lines on purpose: one sequence (prepare, tokenize once, Tune, close child runs, summarise,
+register) read top to bottom; a trial itself is ``tune/trial_run.py``.
 """
 
 from __future__ import annotations
@@ -16,14 +19,13 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
 
-from tuneforge.config import JobConfig, PromptTuningMethod, config_from_dict
+from tuneforge.config import JobConfig, PromptTuningMethod
 from tuneforge.distributed import stages
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
-from tuneforge.distributed.data_pipeline import build_datasets
-from tuneforge.distributed.mix_data import mixed_datasets, prepare_mix_sources
-from tuneforge.distributed.stages import attempt_name, attempt_storages, resume_point, without_unsafe_packing
+from tuneforge.distributed.data_pipeline import PreparedData, build_datasets
+from tuneforge.distributed.mix_data import MixSources, prepare_mix_sources
+from tuneforge.distributed.stages import without_unsafe_packing
 from tuneforge.models.base import model_trust_tags
 from tuneforge.models.method_traits import supports_packing
 from tuneforge.tracking import (
@@ -32,7 +34,6 @@ from tuneforge.tracking import (
     home_dir,
     log_artifacts,
     log_params_flat,
-    redact_value,
     reopen_run,
     start_run,
 )
@@ -40,9 +41,9 @@ from tuneforge.tune.budget import TokenBudgetStopper
 from tuneforge.tune.config import SweepConfig, evaluations_per_trial
 from tuneforge.tune.domains import build_param_space, build_scheduler, build_search_alg
 from tuneforge.tune.pareto import pareto_front, render_pareto_table, save_pareto_plot
-from tuneforge.tune.space import apply_overrides, resolve_trial_config
+from tuneforge.tune.space import resolve_trial_config
+from tuneforge.tune.trial_run import TRIAL_TAG, TrialInputs, run_trial, trial_job
 
-TRIAL_TAG = "tuneforge.trial_id"
 _PROMPT_PLACEHOLDER = PromptTuningMethod(name="prompt_tuning")  # only to derive the padded data job
 
 
@@ -74,62 +75,6 @@ def _concurrency(job: JobConfig, sweep: SweepConfig) -> int:
     return max(1, math.floor((cpus - 1) / (d.num_workers * d.cpus_per_worker)))
 
 
-def _quiet(_message: str) -> None:
-    """Trials have no console: their progress is the child run and Tune's table."""
-
-
-def trial_job(base: dict[str, Any], params: dict[str, Any]) -> JobConfig:
-    """The job a trial trains: the sweep's base job with the trial's strategy applied."""
-    return without_unsafe_packing(apply_overrides(config_from_dict(base), params), _quiet)
-
-
-def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], inputs: dict[str, Any]) -> None:
-    """One trial: apply the sampled strategy to the base job, log a child run, fit through stages.fit.
-
-    The same recovery as a run: Ray Train replaces a killed worker (``max_failures``) and the
-    workers continue from the newest complete checkpoint; a trial Tune restarts (``sweep --resume``)
-    continues from the newest complete checkpoint of its earlier attempts, orphans removed.
-    """
-    params = resolve_trial_config(config)
-    job = trial_job(base, params)
-    ctx = tune.get_context()
-    trial_id = ctx.get_trial_id()
-    name = f"trial-{trial_id}"
-    if job.trainer.batch_ledger:  # concurrent trials must not append to one another's ledger
-        job.trainer.batch_ledger = str(Path(job.trainer.batch_ledger) / name)
-    client = TrackingClient(inputs["uri"])
-    run_id = client.create_child_run(
-        inputs["parent_run_id"],
-        name,
-        {TRIAL_TAG: trial_id, "tuneforge.method": job.method.name, **model_trust_tags(job.model)},
-        experiment_id=inputs["experiment_id"],
-    )
-    client.log_params(run_id, {key: str(redact_value(key, value))[:500] for key, value in params.items()})
-    # Prepared on the driver: Ray Data launched from inside a trial would be captured by the trial's
-    # placement group (a 0.01-CPU bundle) and could never schedule its tasks.
-    if inputs.get("mix"):  # a data-mix search: this trial's weights pick cached blocks per source
-        weights = [float(spec.weight or 1.0) for spec in job.data.train_files]
-        data = mixed_datasets(inputs["mix"][job.data.packing], weights, job.trainer.seed)
-        client.log_params(run_id, {"mix_blocks": str(data.stats["mix_blocks"])})
-    else:
-        data = inputs["data"][job.data.packing]
-    storage = Path(inputs["sweep_dir"]) / "trials"
-    resume_from = resume_point(storage, name, _quiet)
-    attempt = len(attempt_storages(storage, name)) if resume_from is not None else 0
-    stages.fit(
-        job,
-        inputs["prepared"],
-        data,
-        run_id=run_id,
-        name=attempt_name(name, attempt),
-        storage_root=storage,
-        resume_from=resume_from,
-        callbacks=[TuneReportCallback()],
-        hint="the sweep is resumable: tuneforge sweep <config> --name <name> --resume",
-    )
-    client.finish_run(run_id, "FINISHED")
-
-
 def _trial_records(
     results: Any, sweep: SweepConfig, max_t: int | None, budget_hit: bool = False
 ) -> list[dict[str, Any]]:
@@ -142,9 +87,11 @@ def _trial_records(
     for r in results:
         params = resolve_trial_config(r.config)
         df = r.metrics_dataframe
-        values = df[sweep.metric].dropna() if df is not None and sweep.metric in df else []
+        values = df[sweep.metric].dropna() if df is not None and sweep.metric in df else None
         metric = (
-            (float(values.min()) if sweep.mode == "min" else float(values.max())) if len(values) else None
+            (float(values.min()) if sweep.direction == "min" else float(values.max()))
+            if values is not None and len(values)
+            else None
         )
         last = r.metrics or {}
         iterations = int(last.get("training_iteration", 0))
@@ -245,8 +192,8 @@ def run_sweep(
             else without_unsafe_packing(job.model_copy(update={"method": _PROMPT_PLACEHOLDER}), say)
             for p in packings
         }  # fmt: skip
-        shared: dict[bool, Any] = {}
-        mix: dict[bool, Any] = {}
+        shared: dict[bool, PreparedData] = {}
+        mix: dict[bool, MixSources] = {}
         for packing, variant in variants.items():
             if searches_mix:
                 say("tokenizing each train source once for all mixes (Ray Data, cached)")
@@ -255,21 +202,13 @@ def run_sweep(
                 say("tokenizing once for all trials (Ray Data, cached)")
                 shared[packing] = build_datasets(variant, str(prepared.tok_dir), plan, materialize=True)
         sweep = sweep.model_copy(update={"max_concurrent_trials": _concurrency(job, sweep)})
-        inputs = {
-            "uri": uri,
-            "experiment_id": experiment_id,
-            "parent_run_id": parent_run_id,
-            "data": shared,
-            "mix": mix,
-            "prepared": prepared,
-            "sweep_dir": str(sweep_dir),
-        }
+        inputs = TrialInputs(uri, experiment_id, parent_run_id, prepared, sweep_dir, shared, mix)
         trainable = tune.with_resources(
-            tune.with_parameters(_trial_fn, base=job.model_dump(mode="json"), inputs=inputs), {"CPU": 0.01}
+            tune.with_parameters(run_trial, base=job.model_dump(mode="json"), inputs=inputs), {"CPU": 0.01}
         )
         tune_config = tune.TuneConfig(
             metric=sweep.metric,
-            mode=sweep.mode,
+            mode=sweep.direction,  # Ray Tune's name for it
             num_samples=sweep.num_samples,
             scheduler=build_scheduler(sweep, job),
             search_alg=build_search_alg(sweep, seed=sweep.seed or job.trainer.seed),
@@ -296,7 +235,9 @@ def run_sweep(
             f"scheduler {sweep.scheduler.name}"
         )
         results = tuner.fit()
-        spent = sum(float((r.metrics or {}).get("train_tokens") or 0) for r in results)
+        # ResultGrid iterates through __getitem__/__len__, which mypy does not treat as iterable
+        trials = [results[i] for i in range(len(results))]
+        spent = sum(float((r.metrics or {}).get("train_tokens") or 0) for r in trials)
         budget_hit = bool(sweep.max_total_tokens and spent >= sweep.max_total_tokens)
         records = _trial_records(results, sweep, evaluations_per_trial(job), budget_hit)
         _close_child_runs(uri, experiment_id, parent_run_id, records)
@@ -326,14 +267,20 @@ def _summarise(
 ) -> SweepSummary:
     """Best trial, Pareto front (quality vs trainable parameters), table and plot on disk."""
     scored = [r for r in records if r["metric"] is not None]
-    pick = min if sweep.mode == "min" else max
+    pick = min if sweep.direction == "min" else max
     best = pick(scored, key=lambda r: r["metric"]) if scored else None
     report = sweep_dir / "report"
     report.mkdir(exist_ok=True)
     costed = [r for r in scored if r.get("trainable_params")]
-    front = pareto_front(costed, metric="metric", cost="trainable_params", mode=sweep.mode) if costed else []
+    front = (
+        pareto_front(costed, metric="metric", cost="trainable_params", direction=sweep.direction)
+        if costed
+        else []
+    )
     table = (
-        render_pareto_table(costed, metric="metric", cost="trainable_params", mode=sweep.mode, front=front)
+        render_pareto_table(
+            costed, metric="metric", cost="trainable_params", direction=sweep.direction, front=front
+        )
         if costed
         else ""
     )
@@ -343,7 +290,7 @@ def _summarise(
             report / "pareto.png",
             metric="metric",
             cost="trainable_params",
-            mode=sweep.mode,
+            direction=sweep.direction,
             front=front,
         )
         if costed

@@ -1,6 +1,6 @@
 """The data mix of a sweep: shares of the train files, matched by name, with ``rest`` for the remainder.
 
-``mix: {editor: {uniform: [0.2, 0.8]}, instruct: rest}`` names train files by registry name,
+``mix: {editor: {uniform: [0.2, 0.8]}, instruct: rest}`` names train files by catalog name,
 ``#fragment``, file name or stem; every train file needs a share. ``resolve_mix`` turns a trial's sampled
 shares into weights that sum to 1.
 """
@@ -19,7 +19,7 @@ from tuneforge.tune.space_types import MIX_PREFIX, REST, TRIAL_SOURCE, Domain, L
 
 
 def dataset_ids(spec: Mapping[str, Any]) -> set[str]:
-    """Names a mix can call a train file by: its registry name, ``#fragment``, file name and stem."""
+    """Names a mix can call a train file by: its catalog name, ``#fragment``, file name and stem."""
     base, _, fragment = str(spec["path"]).partition("#")
     ids = {Path(base).name, Path(base).stem}
     ids.update(x for x in (spec.get("name"), fragment) if x)

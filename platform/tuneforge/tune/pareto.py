@@ -24,7 +24,7 @@ COST_FIELDS: tuple[str, ...] = (
     "wall_s",
     "peak_mem_bytes",
 )
-Mode = Literal["min", "max"]
+Direction = Literal["min", "max"]
 Record = Mapping[str, Any]
 
 
@@ -35,42 +35,60 @@ def _value(record: Record, key: str) -> float | None:
     return float(value)
 
 
+def _point(record: Record, key: str) -> float:
+    """``_value`` of a plotted record: those are usable (``_usable`` or a ``pareto_front`` of them)."""
+    value = _value(record, key)
+    assert value is not None, f"plotted record without a finite {key}"
+    return value
+
+
 def _usable(records: Iterable[Record], metric: str, cost: str) -> list[Record]:
     return [r for r in records if _value(r, metric) is not None and _value(r, cost) is not None]
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max' (got {mode!r})")
+def _check_direction(direction: str) -> None:
+    if direction not in ("min", "max"):
+        raise ValueError(f"direction must be 'min' or 'max' (got {direction!r})")
 
 
 def dominates(
-    a: Record, b: Record, *, metric: str = "metric", cost: str = "trainable_params", mode: Mode = "min"
+    a: Record,
+    b: Record,
+    *,
+    metric: str = "metric",
+    cost: str = "trainable_params",
+    direction: Direction = "min",
 ) -> bool:
     """True if ``a`` is at least as good as ``b`` on quality and cost, and strictly better on one."""
     qa, qb = _value(a, metric), _value(b, metric)
     ca, cb = _value(a, cost), _value(b, cost)
     if qa is None or qb is None or ca is None or cb is None:
         return False
-    if mode == "max":
+    if direction == "max":
         qa, qb = -qa, -qb
     return qa <= qb and ca <= cb and (qa < qb or ca < cb)
 
 
 def pareto_front(
-    records: Iterable[Record], *, metric: str = "metric", cost: str = "trainable_params", mode: Mode = "min"
+    records: Iterable[Record],
+    *,
+    metric: str = "metric",
+    cost: str = "trainable_params",
+    direction: Direction = "min",
 ) -> list[Record]:
-    """The non-dominated records (lower cost, better metric per ``mode``), sorted by cost then quality.
+    """The non-dominated records (lower cost, better metric per ``direction``), sorted by cost then quality.
 
     Ties are kept: two trials with the same metric and cost dominate neither each other, so both are on
     the front (dropping one would be an arbitrary choice). O(n^2), which is nothing at sweep sizes.
     """
-    _check_mode(mode)
+    _check_direction(direction)
     points = _usable(records, metric, cost)
     front = [
-        b for b in points if not any(dominates(a, b, metric=metric, cost=cost, mode=mode) for a in points)
+        b
+        for b in points
+        if not any(dominates(a, b, metric=metric, cost=cost, direction=direction) for a in points)
     ]
-    sign = -1.0 if mode == "max" else 1.0
+    sign = -1.0 if direction == "max" else 1.0
     return sorted(front, key=lambda r: (_value(r, cost), sign * (_value(r, metric) or 0.0)))
 
 
@@ -99,7 +117,7 @@ def render_pareto_table(
     *,
     metric: str = "metric",
     cost: str = "trainable_params",
-    mode: Mode = "min",
+    direction: Direction = "min",
     front: Sequence[Record] | None = None,
     title: str | None = None,
     width: int = 120,
@@ -108,13 +126,13 @@ def render_pareto_table(
     from rich.console import Console
     from rich.table import Table
 
-    front = pareto_front(records, metric=metric, cost=cost, mode=mode) if front is None else front
+    front = pareto_front(records, metric=metric, cost=cost, direction=direction) if front is None else front
     on_front = {id(r) for r in front}
     costs = [c for c in COST_FIELDS if any(c in r for r in records)]
     if cost not in costs:
         costs.insert(0, cost)
-    direction = "lower" if mode == "min" else "higher"
-    table = Table(title=title or f"Pareto front: {metric} ({direction} is better) vs {cost}")
+    better = "lower" if direction == "min" else "higher"
+    table = Table(title=title or f"Pareto front: {metric} ({better} is better) vs {cost}")
     table.add_column("front", justify="center")
     table.add_column("trial")
     if any("method" in r for r in records):
@@ -146,7 +164,7 @@ def save_pareto_plot(
     *,
     metric: str = "metric",
     cost: str = "trainable_params",
-    mode: Mode = "min",
+    direction: Direction = "min",
     front: Sequence[Record] | None = None,
     title: str | None = None,
 ) -> Path:
@@ -158,9 +176,9 @@ def save_pareto_plot(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    _check_mode(mode)
+    _check_direction(direction)
     usable = _usable(records, metric, cost)
-    front = pareto_front(usable, metric=metric, cost=cost, mode=mode) if front is None else front
+    front = pareto_front(usable, metric=metric, cost=cost, direction=direction) if front is None else front
     fig = Figure(figsize=(7.5, 4.8), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -169,11 +187,11 @@ def save_pareto_plot(
         groups.setdefault(str(record.get("method", "trials")), []).append(record)
     for label, group in sorted(groups.items()):
         ax.scatter(
-            [_value(r, cost) for r in group], [_value(r, metric) for r in group], label=label, alpha=0.6, s=30
+            [_point(r, cost) for r in group], [_point(r, metric) for r in group], label=label, alpha=0.6, s=30
         )
     if front:
-        xs = [_value(r, cost) for r in front]
-        ys = [_value(r, metric) for r in front]
+        xs = [_point(r, cost) for r in front]
+        ys = [_point(r, metric) for r in front]
         ax.step(xs, ys, where="post", color="black", linewidth=1.2, label="Pareto front")
         ax.scatter(xs, ys, facecolors="none", edgecolors="black", s=90, linewidths=1.5)
         for record, x, y in zip(front, xs, ys, strict=True):
@@ -184,7 +202,7 @@ def save_pareto_plot(
     if positive and min(positive) > 0 and max(positive) / min(positive) > 100:
         ax.set_xscale("log")
     ax.set_xlabel(cost.replace("_", " "))
-    ax.set_ylabel(f"{metric} ({'lower' if mode == 'min' else 'higher'} is better)")
+    ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
     ax.set_title(title or f"{metric} vs {cost}")
     ax.grid(True, alpha=0.3)
     if usable:

@@ -32,8 +32,8 @@ def register_best(
     logged = log_model(
         job, prepared, run_id, Path(best["checkpoint"]), sweep_dir / "best", _quiet, extra_tags=extra
     )
-    if logged.version:
-        TrackingClient(prepared.uri).set_alias(job.registry.model_name, CHALLENGER, logged.version)
+    if logged.version and logged.registered_name:  # a version comes with its name (job.registry.model_name)
+        TrackingClient(prepared.uri).set_alias(logged.registered_name, CHALLENGER, logged.version)
     return logged
 
 

@@ -26,8 +26,6 @@ TRIAL_SOURCE = "<search trial>"
 MIX_PREFIX = "data.mix."
 """Prefix of the data-mix keys in the layout and in trial overrides: ``data.mix.<name>``."""
 
-_EPS = 1e-9
-
 
 def is_number(value: Any) -> bool:
     """A finite real number; numpy scalars (what Tune samples) count, booleans do not."""
@@ -59,21 +57,6 @@ class Domain:
         if self.kind in ("choice", "grid"):
             return list(self.args)
         return list(dict.fromkeys(self.bounds()))  # both ends (one if equal)
-
-    def contains(self, value: Any) -> bool:
-        """True if ``value`` is one this domain can produce (``randint`` bounds inclusive)."""
-        if self.kind in ("choice", "grid"):
-            return value in self.args
-        if not is_number(value):
-            return False
-        low, high = self.bounds()
-        if self.kind == "randint":
-            return float(value).is_integer() and low <= value <= high
-        inside = low - _EPS * max(1.0, abs(low)) <= value <= high + _EPS * max(1.0, abs(high))
-        if self.kind == "quniform":
-            steps = value / self.args[2]
-            return inside and abs(steps - round(steps)) < 1e-6
-        return inside
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Roles: human -> user, gpt -> assistant, system -> system, function_call -> an assistant message
 whose ``value`` is the JSON call(s) ``{"name", "arguments"}``, observation -> tool (the result).
 LLaMA-Factory's ``tags`` rename the message keys and role names (e.g. ``role``/``content`` and
-``user``/``assistant``), which is how the same code reads its registry entries.
+``user``/``assistant``), which is how the same code reads its catalog entries.
 """
 
 from __future__ import annotations
