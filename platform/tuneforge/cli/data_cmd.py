@@ -23,15 +23,58 @@ data_app = typer.Typer(no_args_is_help=True, add_completion=False)
 out = Console(highlight=False, soft_wrap=True)
 
 FORMATS = "auto, openai, alpaca, sharegpt, text"
+#: preference layouts (``tuneforge.data.preference``); auto tells them from SFT files by their keys
+PREFERENCE_FORMATS = (
+    "openai_preference, stack_exchange, sharegpt_dpo, sharegpt_kto, alpaca_dpo, trl_explicit, trl_unpaired, "
+    "hh, trl_implicit"
+)
 TRAINED_STYLE = "bold green"
 PROMPT_STYLE = "dim"
 CUT_STYLE = "red strike"
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS.split(", ") + PREFERENCE_FORMATS.split(", "):
+        fail(f"--format: unknown format {fmt!r}; expected one of {FORMATS}, {PREFERENCE_FORMATS}")
+
+
+def _is_preference(path: str, fmt: str) -> bool:
+    """Preference data: named by --format, or auto-detected from the file's first record."""
+    from tuneforge.data.preference import is_preference_file
+
+    return fmt in PREFERENCE_FORMATS.split(", ") or (fmt == "auto" and is_preference_file(path))
+
+
+def _validate_preference(path: str, fmt: str, max_errors: int) -> dict[str, Any]:
+    """``_validate_one`` for a preference file; the entry also counts paired and unpaired records."""
+    from tuneforge.data import DataError
+    from tuneforge.data.preference import read_preference_file
+
+    entry: dict[str, Any] = {"path": path, "format": None, "records": 0, "errors": [], "problems": 0}
+    try:
+        parsed = read_preference_file(path, on_bad="skip", fmt=fmt, max_errors=max_errors)
+    except DataError as e:
+        entry["errors"], entry["problems"] = [e.to_dict()], 1
+        return entry
+    except FileNotFoundError:
+        entry["errors"], entry["problems"] = [{"line": 0, "field": "", "message": "file not found"}], 1
+        return entry
+    entry.update(
+        format=parsed.format,
+        records=len(parsed.records),
+        errors=[e.to_dict() for e in parsed.problems.errors],
+        problems=parsed.problems.total,
+        preference=parsed.counts,
+    )
+    return entry
 
 
 def _validate_one(path: str, fmt: str, max_errors: int) -> dict[str, Any]:
     """One input's summary: format, good records, and its problems (first ``max_errors``)."""
     from tuneforge.data import DataError, read_source
 
+    if _is_preference(path, fmt):
+        return _validate_preference(path, fmt, max_errors)
     entry: dict[str, Any] = {"path": path, "format": None, "records": 0, "errors": [], "problems": 0}
     try:
         parsed = read_source(path, fmt, on_bad="skip", max_errors=max_errors)
@@ -59,12 +102,13 @@ def validate(
 ) -> None:
     """Check data files record by record; list every problem (exit 1) or summarise them (exit 0)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if fmt not in FORMATS.split(", "):
-        fail(f"--format: unknown format {fmt!r}; expected one of {FORMATS}")
+    _check_format(fmt)
     files = [_validate_one(p, fmt, max_errors) for p in paths]
     for f in files:
         if not f["errors"]:
-            out.print(f"[green]ok[/green]  {f['path']}: {f['records']} records ({f['format']})")
+            kinds = ", ".join(f"{n} {k}" for k, n in f.get("preference", {}).items() if n)
+            what = f"{f['format']} preference: {kinds}" if "preference" in f else f["format"]
+            out.print(f"[green]ok[/green]  {f['path']}: {f['records']} records ({what})")
             continue
         more = f["problems"] - len(f["errors"])
         out.print(f"[red]bad[/red] {f['path']}: {f['problems']} problem(s), {f['records']} good records")
@@ -83,30 +127,28 @@ def validate(
 
 
 def _render_record(
-    pieces: list[tuple[str, list[int], bool, str]], tokenizer: Any, limit: int, markers: bool
+    pieces: list[tuple[str, list[int], bool, str]], tokenizer: Any, limit: int, markers: bool, start: int = 0
 ) -> Text:
-    """The record as the model sees it: trained pieces bold green, prompt dim, past the limit struck.
+    """The record as the model sees it: trained pieces bold green, prompt dim, tokens outside
+    ``[start, limit)`` struck (the SFT encoder cuts the tail; the preference encoder cuts the prompt's head).
 
     ``markers`` also wraps trained runs in ``⟦ ⟧`` so the spans survive where styles do not (logs, pipes).
     """
     text = Text()
     used, open_ = 0, False
     for piece, ids, trained, _ in pieces:
-        if markers and trained != open_ and used < limit:
-            text.append("⟦" if trained else "⟧", style=TRAINED_STYLE)
-            open_ = trained
-        style = TRAINED_STYLE if trained else PROMPT_STYLE
-        if used >= limit:
-            text.append(piece, style=CUT_STYLE)
-        elif used + len(ids) > limit:
-            keep = limit - used
-            text.append(tokenizer.decode(ids[:keep]), style=style)
-            if markers and open_:
+        lo, hi = min(len(ids), max(0, start - used)), min(len(ids), max(0, limit - used))
+        for a, b, inside in ((0, lo, False), (lo, max(lo, hi), True), (max(lo, hi), len(ids), False)):
+            if a == b and (ids or not inside or used >= limit):
+                continue
+            if markers and open_ and (not inside or not trained):
                 text.append("⟧", style=TRAINED_STYLE)
                 open_ = False
-            text.append(tokenizer.decode(ids[keep:]), style=CUT_STYLE)
-        else:
-            text.append(piece, style=style)
+            elif markers and inside and trained and not open_:
+                text.append("⟦", style=TRAINED_STYLE)
+                open_ = True
+            style = (TRAINED_STYLE if trained else PROMPT_STYLE) if inside else CUT_STYLE
+            text.append(piece if (a, b) == (0, len(ids)) else tokenizer.decode(ids[a:b]), style=style)
         used += len(ids)
     if markers and open_:
         text.append("⟧", style=TRAINED_STYLE)
@@ -174,8 +216,7 @@ def preview(
     from tuneforge.data.encode import record_pieces
     from tuneforge.data.stats import corpus_stats
 
-    if fmt not in FORMATS.split(", "):
-        fail(f"--format: unknown format {fmt!r}; expected one of {FORMATS}")
+    _check_format(fmt)
     if path is None and config is None:
         fail("give a data file or --config JOB")
     with user_errors():
@@ -192,6 +233,12 @@ def preview(
             template, max_seq_len, truncation = d.template, t.max_seq_len, d.truncation
             train_on_prompt, last_turn_only = d.train_on_prompt, d.last_turn_only
         assert path is not None  # given, or the first train file of --config (neither: fail() above)
+        if _is_preference(path, fmt):
+            opts = {"template": template, "max_seq_len": max_seq_len, "truncation": truncation}
+            _preview_preference(
+                path, fmt, n, job, config, tokenizer_dir, vocab_size, markers, as_json, **opts
+            )
+            return
         parsed = read_source(path, fmt, on_bad="skip")
         convs = parsed.conversations
         if job is not None:
@@ -246,6 +293,120 @@ def preview(
             ),
             flush=True,
         )
+
+
+def _preference_tokenizer(
+    job: Any,
+    config: Path | None,
+    tokenizer_dir: Path | None,
+    vocab_size: int,
+    template: str,
+    texts: list[str],
+) -> tuple[Any, str]:
+    """The tokenizer a preference preview renders with, and the template resolved for it (as ``preview``)."""
+    from tuneforge.data.encode import resolve_template
+
+    if job is not None:
+        from tuneforge.data.preference.plan import plan_preference
+        from tuneforge.models.base import job_tokenizer
+        from tuneforge.paths import tuneforge_home
+
+        d, home = job.data, tuneforge_home()
+        texts = []  # a tiny model's BPE learns from the run's own plan, as in a run
+        if not job.model.name_or_path:
+            texts = plan_preference(
+                d.train_files, d.eval_files, objective=job.method.objective, eval_fraction=d.eval_fraction,
+                seed=job.trainer.seed, dedup=d.dedup, on_bad=d.on_bad_record, max_records=d.max_records,
+            ).texts()  # fmt: skip
+        base, cache = home / "preview" / "base", home / "cache" / "models"
+        tokenizer = job_tokenizer(job.model, texts, base, job.trainer.seed, cache)
+        template = resolve_template(template, tokenizer)
+        out.print(f"{config}: the job's tokenizer ({len(tokenizer)} tokens), template {template}")
+        return tokenizer, template
+    if tokenizer_dir is not None:
+        from tuneforge.models.tokenizer import load_tokenizer
+
+        return load_tokenizer(tokenizer_dir), template
+    from tuneforge.models.tokenizer import train_bpe_tokenizer
+
+    return train_bpe_tokenizer(texts, vocab_size), template
+
+
+def _slashed(percentiles: dict[str, int]) -> str:
+    return " / ".join(str(v) for v in percentiles.values())
+
+
+def _preview_preference(
+    path: str, fmt: str, n: int, job: Any, config: Path | None, tokenizer_dir: Path | None, vocab_size: int,
+    markers: bool | None, as_json: bool, *, template: str, max_seq_len: int, truncation: str,
+) -> None:  # fmt: skip
+    """``preview`` of a preference file: each record's prompt once, then each reply with its trained
+    tokens marked; tokens the encoder would cut (the prompt's head, a too-long reply's tail) struck."""
+    from tuneforge.data.preference import (
+        fit_lengths,
+        preference_pieces,
+        preference_stats,
+        read_preference_file,
+    )
+
+    parsed = read_preference_file(path, on_bad="skip", fmt=fmt)
+    records = parsed.records
+    texts = [m.content for rec in records for m in (*rec.prompt, *rec.replies)]
+    tokenizer, template = _preference_tokenizer(job, config, tokenizer_dir, vocab_size, template, texts)
+    kinds = ", ".join(f"{c} {k}" for k, c in parsed.counts.items() if c)
+    out.print(
+        f"{parsed.source}: {parsed.format}, {len(records)} preference records ({kinds}); "
+        f"[{TRAINED_STYLE}]trained[/{TRAINED_STYLE}] [{PROMPT_STYLE}]not trained[/{PROMPT_STYLE}] "
+        f"[{CUT_STYLE}]cut at max_seq_len[/{CUT_STYLE}]"
+    )
+    mark = not out.is_terminal if markers is None else markers
+    for rec in records[:n]:
+        pieces = preference_pieces(rec, tokenizer, template)
+        prompt = pieces.pop("prompt")
+        n_prompt = sum(len(ids) for _, ids, _, _ in prompt)
+        sizes = {
+            k: (sum(len(i) for _, i, _, _ in ps), sum(len(i) for _, i, t, _ in ps if t))
+            for k, ps in pieces.items()
+        }
+        longest = max(s for s, _ in sizes.values())
+        keep_prompt, keep_reply = fit_lengths(n_prompt, longest, max_seq_len)
+        if truncation == "drop":  # a dropped record is shown whole; the rule says it is dropped
+            keep_prompt, keep_reply = n_prompt, longest
+        label = "" if rec.label is None else (" · desirable" if rec.label else " · undesirable")
+        sides = " · ".join(f"{k} {size} tokens, {trained} trained" for k, (size, trained) in sizes.items())
+        over = n_prompt + longest > max_seq_len
+        cut = f" · dropped: longer than {max_seq_len}" if over and truncation == "drop" else ""
+        if over and truncation == "truncate":
+            cut = f" · cut to {max_seq_len}: prompt head -{n_prompt - keep_prompt}"
+            cut += (
+                "" if keep_reply >= max(s for s, _ in sizes.values()) else f", reply tail after {keep_reply}"
+            )
+        out.rule(f"{rec.source}:{rec.line} · {rec.kind}{label} · prompt {n_prompt} tokens · {sides}{cut}")
+        out.print(_render_record(prompt, tokenizer, n_prompt, mark, start=n_prompt - keep_prompt))
+        for name, ps in pieces.items():
+            out.print(Text(f"{name}:", style="bold"))
+            out.print(_render_record(ps, tokenizer, keep_reply, mark))
+    stats = preference_stats(records, tokenizer, template, max_seq_len, truncation)
+    out.rule()
+    table = Table(title="statistics", show_header=False)
+    over = stats["over_max_seq_len"]
+    fate = f"{stats['truncated']} truncated, {stats['dropped_too_long']} dropped" if over else "none"
+    for key, value in (
+        ("records", f"{stats['records']} ({kinds or 'none'})"),
+        ("skipped bad records", str(parsed.problems.total)),
+        ("prompt tokens p50 / p90 / p99 / max", _slashed(stats["prompt_tokens"])),
+        ("reply tokens p50 / p90 / p99 / max", _slashed(stats["reply_tokens"])),
+        ("prompt + longest reply p50 / p90 / p99 / max", _slashed(stats["length"])),
+        ("trained tokens per reply (mean)", str(stats["trained_tokens_per_reply"])),
+        (f"longer than max_seq_len={max_seq_len}", f"{over} ({fate})"),
+    ):  # fmt: skip
+        table.add_row(key, value)
+    out.print(table)
+    for kind, examples in parsed.problems.examples.items():
+        out.print(f"skipped ({kind}): {parsed.problems.counts[kind]}, e.g. {examples[0]}")
+    if as_json:
+        summary = {"path": parsed.source, "format": parsed.format, "skipped": parsed.problems.total, **stats}
+        print(json.dumps(summary), flush=True)
 
 
 @data_app.command()

@@ -36,13 +36,47 @@ def _register_mode_metrics() -> None:
     import tuneforge.modes  # noqa: F401  (registers every mode's metrics with evaluation)
 
 
+def _eval_preference(
+    model: str, data: str, reference: str | None, beta: float, tracking_uri: str | None, as_json: bool
+) -> None:
+    """``eval --preference``: preference accuracy, reward accuracy and margin with 95% intervals."""
+    with user_errors():
+        uri = _uri(tracking_uri)
+        from tuneforge.data.trained_format import TrainedFormat
+        from tuneforge.evaluation.preference import evaluate_preference
+        from tuneforge.registry.resolve import format_for_ref, load_model_ref
+
+        m, tok = load_model_ref(model)
+        fmt = format_for_ref(model, uri) or TrainedFormat()
+        ref = (load_model_ref(reference)[0], reference) if reference else None
+        report = evaluate_preference(m, tok, data, fmt, reference=ref, beta=beta)
+        summary: dict[str, Any] = {"model": model, "beta": beta, **report.summary()}
+        summary["run_id"] = _log_eval(uri, model, summary)
+    for name in ("preference_accuracy", "reward_accuracy", "reward_margin"):
+        iv = summary[name]
+        typer.echo(
+            f"{name:20s} {iv['mean']:.4f}  95% CI [{iv['low']:.4f}, {iv['high']:.4f}]  (n={report.n})", err=True
+        )
+    if reference is None:
+        typer.echo("(no --reference: rewards are beta x the model's own log-prob margin)", err=True)
+    if as_json:
+        print(json.dumps(summary))
+
+
 def register_registry_commands(app: typer.Typer) -> None:
     """Attach eval/promote/rollback and the ``models`` group to the top-level app."""
 
     @app.command("eval")
     def eval_cmd(
         model: str = typer.Argument(..., help="Path, run id, runs:/ or models:/NAME/VERSION|@alias"),
-        data: str = typer.Option(..., "--data", help="Held-out records (any supported format)."),
+        data: str | None = typer.Option(None, "--data", help="Held-out records (any supported format)."),
+        preference: str | None = typer.Option(
+            None, "--preference", help="Held-out preference pairs: reward accuracy, margin (not --data)"
+        ),
+        reference: str | None = typer.Option(
+            None, "--reference", help="With --preference: the implicit reward's reference model (the base)"
+        ),
+        beta: float = typer.Option(0.1, "--beta", min=0.0, help="With --preference: reward scale (DPO beta)"),
         metric: list[str] = typer.Option(
             ["eval_loss"], "--metric", help="eval_loss, rougeL, exact_match, chrf"
         ),
@@ -53,6 +87,12 @@ def register_registry_commands(app: typer.Typer) -> None:
         as_json: JsonFlag = False,
     ) -> None:
         """Evaluate a model: each metric with a bootstrap 95% interval; logged as an MLflow run."""
+        if preference is not None:
+            _eval_preference(model, preference, reference, beta, tracking_uri, as_json)
+            return
+        if data is None:
+            typer.echo("error: give --data FILE (records) or --preference FILE (pairs)", err=True)
+            raise typer.Exit(1)
         with user_errors():
             uri = _uri(tracking_uri)
             _register_mode_metrics()

@@ -1,5 +1,7 @@
 """Tuning methods: one pydantic model per method, joined in the ``MethodConfig`` discriminated union.
 
+Every method inherits the training objective and its knobs (``config/objective.py``).
+
 Adding a method means adding a member here; the loader and the sweep space read the union's members.
 """
 
@@ -9,16 +11,16 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from tuneforge.config.base import _Section
+from tuneforge.config.objective import ObjectiveFields
 
 
-class FullMethod(_Section):
+class FullMethod(ObjectiveFields):
     """Full fine-tuning: every weight is trainable."""
 
     name: Literal["full"] = Field("full", description="Method selector.")
 
 
-class LoraMethod(_Section):
+class LoraMethod(ObjectiveFields):
     """LoRA: train low-rank adapters next to frozen weights."""
 
     name: Literal["lora"] = Field("lora", description="Method selector.")
@@ -35,7 +37,7 @@ class LoraMethod(_Section):
     )
 
 
-class FreezeMethod(_Section):
+class FreezeMethod(ObjectiveFields):
     """Partial fine-tuning: train chosen layers/modules of the base model in full, freeze the rest.
 
     Cheaper than ``full`` in optimizer memory (state only for trainable weights) while keeping the saved
@@ -96,7 +98,7 @@ class QLoraMethod(LoraMethod):
     double_quant: bool = Field(True, description="Also quantize the quantization constants (saves ~0.4 bit).")
 
 
-class PromptTuningMethod(_Section):
+class PromptTuningMethod(ObjectiveFields):
     """Prompt tuning: learn ``num_virtual_tokens`` input embeddings prepended to every sequence."""
 
     name: Literal["prompt_tuning"] = Field("prompt_tuning", description="Method selector.")
@@ -115,7 +117,7 @@ class PromptTuningMethod(_Section):
         return self
 
 
-class PrefixTuningMethod(_Section):
+class PrefixTuningMethod(ObjectiveFields):
     """Prefix tuning: learn per-layer key/value prefixes (``num_virtual_tokens`` positions each)."""
 
     name: Literal["prefix_tuning"] = Field("prefix_tuning", description="Method selector.")
@@ -128,7 +130,7 @@ class PrefixTuningMethod(_Section):
     )
 
 
-class PTuningMethod(_Section):
+class PTuningMethod(ObjectiveFields):
     """P-tuning: virtual-token embeddings produced by a small trained encoder (MLP or LSTM)."""
 
     name: Literal["p_tuning"] = Field("p_tuning", description="Method selector.")
@@ -141,7 +143,7 @@ class PTuningMethod(_Section):
     )
 
 
-class IA3Method(_Section):
+class IA3Method(ObjectiveFields):
     """IA3: learn per-channel scaling vectors on chosen projections (the fewest trainable weights)."""
 
     name: Literal["ia3"] = Field("ia3", description="Method selector.")

@@ -396,6 +396,16 @@ class JobConfig(_Section):
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow model registry.")
 
     @model_validator(mode="after")
+    def _preference_data(self) -> Self:
+        """Mode builders write SFT chats; a preference objective needs pairs (or labelled replies)."""
+        if self.method.is_preference and self.data.modes:
+            raise ValueError(
+                f"data.modes builds SFT chats, but method.objective is {self.method.objective}: give "
+                "preference files in data.train_files (docs/preference.md lists the formats)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_context_length(self) -> Self:
         """A tiny model's length is known on the driver: refuse sequences its positions cannot cover.
 

@@ -18,8 +18,7 @@ from typing import Protocol
 from tuneforge.config import JobConfig, save_config
 from tuneforge.data.trained_format import FORMAT_TAG
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
-from tuneforge.distributed.data_pipeline import build_datasets
-from tuneforge.distributed.holdout import write_holdout
+from tuneforge.distributed.job_data import job_datasets, job_holdout
 from tuneforge.distributed.preflight import check_before_work, check_cluster_fits
 from tuneforge.distributed.stages import (
     attempt_name,
@@ -178,7 +177,7 @@ def run_job(
         ensure_ray(job, verbose)
         check_cluster_fits(job)  # a worker group the cluster cannot place fails now, not never
         events.phase("tokenizing and packing with Ray Data")
-        data = build_datasets(job, str(prepared.tok_dir), prepared.plan)
+        data = job_datasets(job, prepared.plan, prepared.tok_dir, prepared.base_dir)
         if data.cache_hit:
             events.phase(f"reused tokenized data from the cache ({Path(data.cache_dir or '').name})")
         stats = {k: round(v, 6) if isinstance(v, float) else v for k, v in data.stats.items()}
@@ -217,7 +216,7 @@ def run_job(
         ckpt = Path(result.checkpoint.path)
 
         events.phase("logging and registering the model")
-        holdout = write_holdout(job, prepared.plan, run_dir / "eval.jsonl")
+        holdout = job_holdout(job, prepared.plan, run_dir / "eval.jsonl")
         logged = log_model(job, prepared, run_id, ckpt, run_dir, events.phase, eval_hash=file_hash(holdout))
         status = "FINISHED"
         record.status = status

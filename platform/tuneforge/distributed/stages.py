@@ -23,6 +23,7 @@ import ray.train
 from tuneforge.config import JobConfig
 from tuneforge.data.holdout import HoldoutWriter
 from tuneforge.data.plan import DataPlan, TextSample
+from tuneforge.data.preference.plan import PreferencePlan, plan_preference, write_pairs
 from tuneforge.data.trained_format import TrainedFormat, format_from_job
 from tuneforge.distributed.data_pipeline import PreparedData, build_plan
 from tuneforge.distributed.preflight import START_RETRIES, WORKER_GROUP_START_TIMEOUT_S
@@ -46,7 +47,7 @@ class Prepared:
     """What every attempt of a run (or every trial of a sweep) trains from, prepared once."""
 
     job: JobConfig  # with ``modes:`` compiled to train files
-    plan: DataPlan
+    plan: DataPlan | PreferencePlan  # PreferencePlan: a preference objective (method.objective)
     base_dir: Path
     tok_dir: Path
     fmt: TrainedFormat
@@ -106,6 +107,8 @@ def prepare(job: JobConfig, work_dir: Path, say: Say) -> Prepared:
     """
     job = with_mode_sources(job, work_dir / "modes")  # `modes:` compiled to JSONL train files
     say("validating data")
+    if job.method.is_preference:
+        return _prepare_base(job, _preference_plan(job, work_dir), work_dir, say)
     sample = TextSample(job.data.template) if job.model.name_or_path is None else None
     holdout = HoldoutWriter(work_dir / "eval.jsonl")
     try:
@@ -114,7 +117,26 @@ def prepare(job: JobConfig, work_dir: Path, say: Say) -> Prepared:
         holdout.abort()
         raise
     plan.holdout = holdout.publish()
-    texts = sample.texts() if sample is not None else []
+    return _prepare_base(job, plan, work_dir, say, sample.texts() if sample is not None else [])
+
+
+def _preference_plan(job: JobConfig, work_dir: Path) -> PreferencePlan:
+    """Read, check, dedup and split the preference files; the held-out pairs go to ``eval.jsonl``."""
+    d = job.data
+    plan = plan_preference(
+        d.train_files, d.eval_files, objective=job.method.objective, eval_fraction=d.eval_fraction,
+        seed=job.trainer.seed, dedup=d.dedup, on_bad=d.on_bad_record, max_records=d.max_records,
+    )  # fmt: skip
+    plan.holdout = write_pairs(plan.eval, work_dir / "eval.jsonl")
+    return plan
+
+
+def _prepare_base(
+    job: JobConfig, plan: DataPlan | PreferencePlan, work_dir: Path, say: Say, texts: list[str] | None = None
+) -> Prepared:
+    """Materialise the base model and tokenizer (a tiny model's BPE learns from the plan's texts)."""
+    if texts is None:
+        texts = plan.texts() if isinstance(plan, PreferencePlan) and job.model.name_or_path is None else []
     say("preparing base model and tokenizer")
     cache = tuneforge_home() / "cache" / "models"
     base_dir = prepare_base(job.model, texts, work_dir / "base", job.trainer.seed, cache)
@@ -250,7 +272,8 @@ def log_model(
     registered. Lineage (knobs, data, trained format) is ``job``'s: for a sweep, the trial's job.
     """
     fmt = trained_format(job, prepared.tok_dir)
-    tags = {**lineage_tags(job, run_id, eval_hash, fmt, prepared.plan), **(extra_tags or {})}
+    plan = prepared.plan if isinstance(prepared.plan, DataPlan) else None  # preference: files hashed here
+    tags = {**lineage_tags(job, run_id, eval_hash, fmt, plan), **(extra_tags or {})}
     if registrable(job.method.name):
         model_dir, adapter_dir = ckpt, None
         if job.method.name in MERGEABLE_ADAPTERS:

@@ -92,7 +92,16 @@ class RayReporter:
 
 
 def strided_batches(
-    shard: Any, *, epoch: int, skip: int, usable: int, rank: int, world: int, micro_batch_size: int, seed: int
+    shard: Any,
+    *,
+    epoch: int,
+    skip: int,
+    usable: int,
+    rank: int,
+    world: int,
+    micro_batch_size: int,
+    seed: int,
+    dtypes: torch.dtype | None = torch.long,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """This rank's micro-batches of ``epoch``: every ``world``-th of one global sequence.
 
@@ -102,12 +111,13 @@ def strided_batches(
     consumed), independent of which worker read what: a resumed run, on any worker count, starts at
     index ``skip``. ``usable`` trims the epoch to whole optimizer steps, so every rank steps in
     lockstep. (Ray's streaming_split hands blocks to whichever worker asks first, which cannot be
-    replayed exactly.) The cost is that each rank reads the whole tokenized stream.
+    replayed exactly.) The cost is that each rank reads the whole tokenized stream. ``dtypes=None``
+    keeps each column's own type (preference rows carry float reference log-probs).
     """
     batches = shard.iter_torch_batches(
         batch_size=micro_batch_size,
         drop_last=True,
-        dtypes=torch.long,
+        dtypes=dtypes,
         local_shuffle_buffer_size=4 * micro_batch_size,
         local_shuffle_seed=(seed + epoch) % 2**32,  # NumPy seeds must be non-negative
     )
@@ -237,16 +247,18 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     eval_shard = ray.train.get_dataset_shard("eval")
     per_step = world * job.trainer.grad_accum
     usable = (args.train_blocks // mbs) // per_step * per_step
+    # SFT rows are all token ids; preference rows also carry float reference log-probs.
+    dtypes = None if job.method.is_preference else torch.long
 
     def train_batches(epoch: int, skip: int) -> Iterator[dict[str, torch.Tensor]]:
         return strided_batches(
             train_shard, epoch=epoch, skip=skip, usable=usable, rank=rank, world=world,
-            micro_batch_size=mbs, seed=job.trainer.seed,
+            micro_batch_size=mbs, seed=job.trainer.seed, dtypes=dtypes,
         )  # fmt: skip
 
     # The held-out shard is read once; later evaluations replay it from memory (training/replay.py).
     eval_batches = ReplayableBatches(
-        lambda: eval_shard.iter_torch_batches(batch_size=mbs, drop_last=False, dtypes=torch.long)
+        lambda: eval_shard.iter_torch_batches(batch_size=mbs, drop_last=False, dtypes=dtypes)
     )
 
     run_loop(

@@ -29,6 +29,7 @@ from tuneforge.data import (
 from tuneforge.data.files import sha256_file
 from tuneforge.data.trained_format import TrainedFormat
 from tuneforge.evaluation.metrics import get_metric, score
+from tuneforge.evaluation.preference import PREFERENCE_METRICS, evaluate_preference
 from tuneforge.evaluation.stats import Interval, bootstrap_ci, ratio_bootstrap_ci
 
 if TYPE_CHECKING:
@@ -213,6 +214,8 @@ def evaluate(
     Raw-text records are scored as raw text; task metrics skip them (they have no answer).
     """
     fmt = fmt or TrainedFormat(max_seq_len=max_seq_len)
+    if any(m in PREFERENCE_METRICS for m in metrics):
+        return _preference_report(model, tokenizer, data_file, metrics, fmt, seed)
     convs = list(read_conversations(data_file))
     per: dict[str, np.ndarray] = {}
     token_weighted: Interval | None = None
@@ -242,6 +245,23 @@ def evaluate(
     return EvalReport(len(convs), file_hash(data_file), intervals, per)
 
 
+def _preference_report(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data_file: str | Path,
+    metrics: Sequence[str],
+    fmt: TrainedFormat,
+    seed: int,
+) -> EvalReport:
+    """Preference metrics of a preference file (pairs), reference-free: what the promotion gate ranks."""
+    wrong = [m for m in metrics if m not in PREFERENCE_METRICS]
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} cannot be scored on preference pairs; use {PREFERENCE_METRICS}")
+    rep = evaluate_preference(model, tokenizer, data_file, fmt, seed=seed)
+    per = {m: rep.per_example[m] for m in metrics}
+    return EvalReport(rep.n, rep.data_hash, {m: rep.metrics[m] for m in metrics}, per)
+
+
 def intervals_of(per: dict[str, np.ndarray], seed: int = 0) -> dict[str, Interval]:
     """Bootstrap interval per metric over the examples it scored (NaN = not applicable, left out)."""
     out = {}
@@ -253,4 +273,6 @@ def intervals_of(per: dict[str, np.ndarray], seed: int = 0) -> dict[str, Interva
 
 def higher_is_better(metric: str) -> bool:
     """Direction of a metric: losses go down, task metrics go up."""
+    if metric in PREFERENCE_METRICS:
+        return True
     return metric not in LOSS_METRICS and get_metric(metric).higher_is_better

@@ -21,15 +21,14 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-import torch.distributed as dist
 
 from tuneforge.config import JobConfig
-from tuneforge.data import to_model_inputs
 from tuneforge.models.freeze import on_optimizer_step
 from tuneforge.training.checkpoint import SavableTokenizer, probe_logits, save_checkpoint
 from tuneforge.training.checkpoint_store import fingerprint
 from tuneforge.training.early_stopping import EarlyStopper
 from tuneforge.training.engine import TrainingEngine, seed_everything
+from tuneforge.training.objectives import TrainingObjective, all_reduce_sum, objective_for
 from tuneforge.training.rng import capture
 from tuneforge.training.trainer_state import TrainerState
 
@@ -60,37 +59,15 @@ class LoopResult:
     best_eval_loss: float = math.nan
 
 
-def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.tolist()
-
-
 def _to_device(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-@torch.no_grad()
-def evaluate(engine: TrainingEngine, batches: Iterable[Batch], device: torch.device) -> float:
-    """Token-weighted mean loss over all ranks' eval shards.
-
-    Each rank must see the same number of batches (the shards are split equally): under ZeRO-3
-    a forward pass gathers parameters collectively.
-    """
-    engine.eval()
-    loss_sum = n_tokens = 0.0
-    for batch in batches:
-        on_device = _to_device(batch, device)
-        inputs = to_model_inputs(on_device)
-        n = float((on_device["labels"][:, 1:] != -100).sum())
-        if n == 0:
-            continue
-        loss_sum += float(engine(**inputs).loss.float()) * n
-        n_tokens += n
-    engine.train()
-    total_loss, total_tokens = _all_reduce_sum([loss_sum, n_tokens], device)
-    return total_loss / total_tokens if total_tokens else math.nan
+def evaluate(
+    engine: TrainingEngine, batches: Iterable[Batch], device: torch.device, objective: TrainingObjective
+) -> dict[str, float]:
+    """The objective's evaluation (``eval_loss`` + extras); every rank must see as many batches."""
+    return objective.evaluate(engine, batches, device)
 
 
 @dataclass
@@ -142,6 +119,7 @@ def run_loop(
     config_hash: str,
     start: TrainerState | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    objective: TrainingObjective | None = None,
 ) -> LoopResult:
     """Train for ``total_steps`` optimizer steps (fewer if early stopping fires), cycling epochs.
 
@@ -152,18 +130,26 @@ def run_loop(
     true on any rank (SIGTERM: a preemption notice) all ranks save one and :class:`Preempted` is
     raised. The final checkpoint is saved and reported either way; the final metrics carry
     ``stopped_early`` (0/1) and ``best_eval_loss`` (the lowest eval loss seen, the pre-training one
-    included). A fresh run re-seeds the RNGs here so that dropout draws do not depend on how many
-    random numbers model building consumed (LoRA init, say): same seed, same data -> same losses.
+    included). ``objective`` (default: the method's, ``training/objectives.py``) gives each
+    micro-batch's loss and each evaluation's metrics. A fresh run re-seeds the RNGs here so that
+    dropout draws do not depend on how many random numbers model building consumed (LoRA init,
+    say): same seed, same data -> same losses.
     """
     t = job.trainer
+    objective = objective or objective_for(job.method)
+
+    def run_eval(step: int) -> float:
+        metrics = evaluate(engine, eval_batches(), device, objective)
+        reporter.log(metrics, step)
+        return metrics["eval_loss"]
+
     stopper = EarlyStopper.from_config(t.early_stopping)
     stage = job.distributed.zero_stage
     vocab = int(engine.module.config.vocab_size)
     pos = _Position()
     if start is None:
         seed_everything(t.seed, t.deterministic)
-        eval_before = evaluate(engine, eval_batches(), device)
-        reporter.log({"eval_loss": eval_before}, 0)
+        eval_before = run_eval(0)
         last_eval = eval_before
     else:
         pos = _Position(start.step, start.epoch, start.batches_in_epoch, start.train_tokens)
@@ -191,7 +177,7 @@ def run_loop(
         nonlocal train_time, tick, window_loss, window_tokens
         train_time += time.perf_counter() - tick
         tick = time.perf_counter()
-        loss_sum, n_loss, tok = _all_reduce_sum([sum(window_loss), len(window_loss), window_tokens], device)
+        loss_sum, n_loss, tok = all_reduce_sum([sum(window_loss), len(window_loss), window_tokens], device)
         pos.tokens += tok
         metrics = {
             "train_loss": loss_sum / max(n_loss, 1),
@@ -220,20 +206,16 @@ def run_loop(
         for batch in train_batches(pos.epoch, skip):
             on_optimizer_step(engine.module, pos.step)  # gradual unfreezing (freeze method); else no-op
             on_device = _to_device(batch, device)
-            inputs = to_model_inputs(on_device)
-            loss = engine(**inputs).loss
+            out = objective.step(engine, on_device)
+            loss = out.loss
             engine.backward(loss)
             # Ask before step(): DeepSpeed advances its micro-step counter at the end of step(), so
             # asking afterwards answers for the *next* micro-batch (off by one when grad_accum > 1).
             boundary = engine.is_gradient_accumulation_boundary()
             engine.step()
-            ledger.record(pos.step + 1, pos.epoch, skip + local * world + rank, on_device["input_ids"])
+            ledger.record(pos.step + 1, pos.epoch, skip + local * world + rank, out.ids)
             local += 1
-            window_tokens += float(
-                on_device["input_ids"].numel()
-                if "attention_mask" not in on_device  # to_model_inputs keeps the mask when the batch has one
-                else on_device["attention_mask"].sum()
-            )
+            window_tokens += out.tokens
             window_loss.append(float(loss.detach()))
             if not boundary:
                 continue
@@ -249,8 +231,7 @@ def run_loop(
                     # budget (tune/budget.py) sums them, and a stale count let sweeps overrun it.
                     log_window()
                 paused = time.perf_counter()
-                last_eval = evaluate(engine, eval_batches(), device)
-                reporter.log({"eval_loss": last_eval}, step)
+                last_eval = run_eval(step)
                 history.append({"step": float(step), "eval_loss": last_eval})
                 if not (t.checkpoint_every and step % t.checkpoint_every == 0):
                     # One report per evaluation: what a scheduler such as ASHA ranks trials by.
@@ -277,7 +258,7 @@ def run_loop(
 
     stopped = bool(stopper and stopper.stopped)
     # Stopped early: the weights are those just evaluated, so that value is the final one.
-    eval_after = last_eval if stopped else evaluate(engine, eval_batches(), device)
+    eval_after = last_eval if stopped else run_eval(pos.step)
     evals = [h["eval_loss"] for h in history if "eval_loss" in h] + [eval_after]
     best = min((v for v in evals if not math.isnan(v)), default=math.nan)
     tps = pos.tokens / max(train_time, 1e-9)
@@ -290,7 +271,7 @@ def run_loop(
         "stopped_early": float(stopped),
         "best_eval_loss": best,
     }
-    reporter.log({"eval_loss": eval_after, "stopped_early": float(stopped), "best_eval_loss": best}, pos.step)
+    reporter.log({"stopped_early": float(stopped), "best_eval_loss": best}, pos.step)
     if not stopped:
         history.append({"step": float(pos.step), "eval_loss": eval_after})
     _checkpoint_and_report(engine, tokenizer, rank, stage, state(eval_after), final, reporter, vocab, device)
@@ -303,7 +284,7 @@ class Preempted(RuntimeError):
 
 def _any_rank(flag: bool, device: torch.device) -> bool:
     """True on every rank when ``flag`` is true on any (one SIGTERMed worker stops the group)."""
-    return _all_reduce_sum([float(flag)], device)[0] > 0
+    return all_reduce_sum([float(flag)], device)[0] > 0
 
 
 def _checkpoint_and_report(

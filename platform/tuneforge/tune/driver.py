@@ -23,7 +23,8 @@ from ray import tune
 from tuneforge.config import JobConfig, PromptTuningMethod
 from tuneforge.distributed import stages
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
-from tuneforge.distributed.data_pipeline import PreparedData, build_datasets
+from tuneforge.distributed.data_pipeline import PreparedData
+from tuneforge.distributed.job_data import job_datasets, job_holdout
 from tuneforge.distributed.mix_data import MixSources, prepare_mix_sources
 from tuneforge.distributed.stages import without_unsafe_packing
 from tuneforge.models.base import model_trust_tags
@@ -200,7 +201,9 @@ def run_sweep(
                 mix[packing] = prepare_mix_sources(variant, str(prepared.tok_dir))
             else:
                 say("tokenizing once for all trials (Ray Data, cached)")
-                shared[packing] = build_datasets(variant, str(prepared.tok_dir), plan, materialize=True)
+                shared[packing] = job_datasets(
+                    variant, plan, prepared.tok_dir, prepared.base_dir, materialize=True
+                )
         sweep = sweep.model_copy(update={"max_concurrent_trials": _concurrency(job, sweep)})
         inputs = TrialInputs(uri, experiment_id, parent_run_id, prepared, sweep_dir, shared, mix)
         trainable = tune.with_resources(
@@ -255,9 +258,7 @@ def run_sweep(
         summary.registered_model, summary.version = logged.registered_name, logged.version
         if job.registry.promote and logged.version:
             say("promotion gate: the sweep's best vs the champion on the held-out split")
-            from tuneforge.distributed.holdout import write_holdout
-
-            holdout = write_holdout(job, plan, sweep_dir / "eval.jsonl")
+            holdout = job_holdout(job, plan, sweep_dir / "eval.jsonl")
             summary.promotion = stages.gate(best_job, logged, holdout, uri)
     return summary
 

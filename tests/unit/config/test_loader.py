@@ -164,7 +164,7 @@ def test_switch_method_drops_knobs_of_previous_method(monkeypatch: pytest.Monkey
 
 def test_knob_of_other_method_names_the_method(minimal: Path) -> None:
     err = load_error(minimal, ["method.r=4"])
-    assert str(err) == "<override>: method.r: unknown key for method 'full'; valid keys: name"
+    assert str(err).startswith("<override>: method.r: unknown key for method 'full'")
 
 
 def test_unknown_method_lists_valid_ones(tmp_path: Path) -> None:

@@ -296,7 +296,8 @@ def test_mix_matches_catalog_name_and_file_name(tmp_path: Path) -> None:
 def test_apply_overrides_switches_method_and_drops_its_knobs() -> None:
     job = base_job()
     full = apply_overrides(job, {"method.name": "full"})
-    assert full.method.model_dump() == {"name": "full"}
+    assert full.method.model_dump(exclude_defaults=True) == {}  # lora's r/alpha are gone
+    assert full.method.name == "full" and not hasattr(full.method, "r")
     prompt = apply_overrides(job, {"method.num_virtual_tokens": 16, "method.name": "prompt_tuning"})
     assert prompt.method.name == "prompt_tuning" and prompt.method.num_virtual_tokens == 16
     assert not hasattr(prompt.method, "r")

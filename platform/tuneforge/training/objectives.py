@@ -1,0 +1,262 @@
+"""What one micro-batch costs and what an evaluation reports, per training objective.
+
+The step loop (``training/loop.py``) is the same state machine for every objective: it asks the
+objective for a micro-batch's loss (to ``backward``) and for the evaluation metrics (``eval_loss``
+plus extras) and leaves the rest (cadence, checkpoints, resume, reports) alone.
+
+- ``SftObjective``: the model's own next-token loss on packed or padded rows (labels -100 outside
+  the trained turns); ``eval_loss`` is token-weighted over all ranks.
+- ``PreferenceObjective``: DPO / IPO / ORPO / SimPO on paired rows (``chosen_*`` / ``rejected_*``
+  columns) and KTO on labelled replies (``completion_*`` + ``kto_label``, with ``kl_*`` mismatched
+  pairs for its KL estimate). Chosen and rejected go through one concatenated forward (one
+  collective under ZeRO-3, not two). Reference log-probs come from the batch (``ref_*`` columns,
+  precomputed once by the data pipeline) or from the same model with its adapter switched off
+  (``adapter_disabled``). ``eval_loss`` is the pair-weighted preference loss, so early stopping,
+  checkpoint retention and a sweep's scheduler rank preference runs like any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+
+from tuneforge.config.methods import MethodConfig
+from tuneforge.data import to_model_inputs
+from tuneforge.training.engine import TrainingEngine
+from tuneforge.training.preference_loss import (
+    PreferenceKnobs,
+    PreferenceOutput,
+    kto_loss,
+    paired_loss,
+    sequence_logps,
+)
+
+Batch = Mapping[str, torch.Tensor]
+
+
+@dataclass
+class StepOutput:
+    """One micro-batch's loss (to backward), its tokens (throughput) and the ids the ledger records."""
+
+    loss: torch.Tensor
+    tokens: float
+    ids: torch.Tensor
+
+
+class TrainingObjective(Protocol):
+    """The loss of a micro-batch and the metrics of an evaluation pass (all ranks call both)."""
+
+    def step(self, engine: TrainingEngine, batch: dict[str, torch.Tensor]) -> StepOutput:
+        """Forward one micro-batch in training mode and return its loss."""
+
+    def evaluate(
+        self, engine: TrainingEngine, batches: Iterable[Batch], device: torch.device
+    ) -> dict[str, float]:
+        """``eval_loss`` (lower is better) and any extra metrics, reduced over every rank."""
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum ``values`` over the process group (identity when there is none)."""
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return [float(v) for v in t.tolist()]
+
+
+def _mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """KTO's KL estimate averaged over ranks before clamping, as TRL does (identity without a group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    out = value.detach().clone().to(torch.float64)
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return (out / dist.get_world_size()).to(value.dtype)
+
+
+def _to_device(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class SftObjective:
+    """Next-token cross-entropy on the trained tokens (the model computes it from ``labels``)."""
+
+    def step(self, engine: TrainingEngine, batch: dict[str, torch.Tensor]) -> StepOutput:
+        loss = engine(**to_model_inputs(batch)).loss
+        # to_model_inputs keeps the mask when the batch has one (padded rows); packed rows are all tokens
+        mask = batch.get("attention_mask")
+        tokens = float(batch["input_ids"].numel() if mask is None else mask.sum())
+        return StepOutput(loss, tokens, batch["input_ids"])
+
+    @torch.no_grad()
+    def evaluate(
+        self, engine: TrainingEngine, batches: Iterable[Batch], device: torch.device
+    ) -> dict[str, float]:
+        """Token-weighted mean loss over all ranks' eval shards.
+
+        Each rank must see the same number of batches (the shards are split equally): under ZeRO-3
+        a forward pass gathers parameters collectively.
+        """
+        engine.eval()
+        loss_sum = n_tokens = 0.0
+        for batch in batches:
+            on_device = _to_device(batch, device)
+            n = float((on_device["labels"][:, 1:] != -100).sum())
+            if n == 0:
+                continue
+            loss_sum += float(engine(**to_model_inputs(on_device)).loss.float()) * n
+            n_tokens += n
+        engine.train()
+        total_loss, total_tokens = all_reduce_sum([loss_sum, n_tokens], device)
+        return {"eval_loss": total_loss / total_tokens if total_tokens else math.nan}
+
+
+def knobs_of(method: MethodConfig) -> PreferenceKnobs:
+    """The loss knobs of a method section (the names are the config's, the meanings TRL's)."""
+    return PreferenceKnobs(
+        beta=method.beta,
+        label_smoothing=method.label_smoothing,
+        simpo_gamma=method.simpo_gamma,
+        orpo_lambda=method.orpo_lambda,
+        kto_desirable_weight=method.kto_desirable_weight,
+        kto_undesirable_weight=method.kto_undesirable_weight,
+    )
+
+
+def _logits(engine: TrainingEngine, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return engine(input_ids=ids, attention_mask=mask, use_cache=False).logits  # type: ignore[no-any-return]
+
+
+def _logps(
+    engine: TrainingEngine, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed reply log-probs and reply token counts per row (float32 log-softmax, row by row)."""
+    return sequence_logps(_logits(engine, ids, mask), labels)
+
+
+class PreferenceObjective:
+    """A preference loss over the batch's replies, against a reference where the objective has one."""
+
+    def __init__(self, method: MethodConfig) -> None:
+        self.objective = method.objective
+        self.knobs = knobs_of(method)
+        self.reference = method.resolved_reference()
+
+    def _reference_off(self, engine: TrainingEngine) -> contextlib.AbstractContextManager[None]:
+        """The adapter switched off: the frozen base is the reference (peft's ``disable_adapter``)."""
+        peft_model: Any = engine.module
+        return peft_model.disable_adapter()  # type: ignore[no-any-return]
+
+    def _ref(
+        self, engine: TrainingEngine, batch: dict[str, torch.Tensor], prefixes: tuple[str, ...]
+    ) -> list[torch.Tensor]:
+        """Reference summed log-probs for each column prefix: from the batch, or adapter-off forwards."""
+        if self.reference == "precomputed":
+            return [batch[f"ref_{p}_logps"].float() for p in prefixes]
+        ids = torch.cat([batch[f"{p}_input_ids"] for p in prefixes])
+        labels = torch.cat([batch[f"{p}_labels"] for p in prefixes])
+        mask = torch.cat([batch[f"{p}_attention_mask"] for p in prefixes])
+        with torch.no_grad(), self._reference_off(engine):
+            logps, _ = _logps(engine, ids, labels, mask)
+        return list(logps.chunk(len(prefixes)))
+
+    def forward(self, engine: TrainingEngine, batch: dict[str, torch.Tensor]) -> PreferenceOutput:
+        """The loss and rewards of one batch (grads flow through the policy's log-probs only)."""
+        if self.objective == "kto":
+            ids = torch.cat([batch["completion_input_ids"], batch["kl_input_ids"]])
+            labels = torch.cat([batch["completion_labels"], batch["kl_labels"]])
+            mask = torch.cat([batch["completion_attention_mask"], batch["kl_attention_mask"]])
+            logps, _ = _logps(engine, ids, labels, mask)
+            policy, kl = logps.chunk(2)
+            ref, ref_kl = self._ref(engine, batch, ("completion", "kl"))
+            return kto_loss(
+                self.knobs, logps=policy, ref_logps=ref, kl_logps=kl.detach(), ref_kl_logps=ref_kl,
+                desirable=batch["kto_label"].bool(), kl_reduce=_mean_over_ranks,
+            )  # fmt: skip
+        ids = torch.cat([batch["chosen_input_ids"], batch["rejected_input_ids"]])
+        labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
+        mask = torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]])
+        logits = _logits(engine, ids, mask)
+        logps, counts = sequence_logps(logits, labels)
+        chosen, rejected = logps.chunk(2)
+        n_chosen, n_rejected = counts.chunk(2)
+        refs: list[torch.Tensor | None] = [None, None]
+        if self.reference != "none":
+            refs = list(self._ref(engine, batch, ("chosen", "rejected")))
+        nll: tuple[torch.Tensor, torch.Tensor] | tuple[None, None] = (None, None)
+        if self.objective == "orpo":  # TRL's ORPO NLL: the whole chosen sequence, prompt included
+            b = batch["chosen_input_ids"].shape[0]
+            whole = batch["chosen_input_ids"].masked_fill(batch["chosen_attention_mask"] == 0, -100)
+            nll = sequence_logps(logits[:b], whole)
+        return paired_loss(
+            self.objective, self.knobs, chosen_logps=chosen, rejected_logps=rejected,
+            chosen_tokens=n_chosen, rejected_tokens=n_rejected,
+            ref_chosen_logps=refs[0], ref_rejected_logps=refs[1],
+            chosen_nll_logps=nll[0], chosen_nll_tokens=nll[1],
+        )  # fmt: skip
+
+    def step(self, engine: TrainingEngine, batch: dict[str, torch.Tensor]) -> StepOutput:
+        out = self.forward(engine, batch)
+        first = "completion" if self.objective == "kto" else "chosen"
+        masks = [v for k, v in batch.items() if k.endswith("_attention_mask")]
+        return StepOutput(out.loss, float(sum(float(m.sum()) for m in masks)), batch[f"{first}_input_ids"])
+
+    @torch.no_grad()
+    def evaluate(
+        self, engine: TrainingEngine, batches: Iterable[Batch], device: torch.device
+    ) -> dict[str, float]:
+        """Pair-weighted loss, reward accuracy and margin, and mean reply log-probs over all ranks.
+
+        KTO has no pairs: its accuracy is the share of replies whose reward has the label's sign
+        (desirable > 0, undesirable < 0) and its margin is the mean desirable minus the mean
+        undesirable reward.
+        """
+        engine.eval()
+        sums = [0.0] * 8
+        for batch in batches:
+            on_device = _to_device(batch, device)
+            out = self.forward(engine, on_device)
+            for i, value in enumerate(_eval_terms(out, self.objective, on_device)):
+                sums[i] += value
+        engine.train()
+        (loss, n, correct, margin, chosen_r, n_chosen, rejected_r, n_rejected) = all_reduce_sum(sums, device)
+        if not n:
+            return {"eval_loss": math.nan}
+        return {
+            "eval_loss": loss / n,
+            "eval_reward_accuracy": correct / n,
+            "eval_reward_margin": margin / n if self.objective != "kto" else
+            chosen_r / max(n_chosen, 1) - rejected_r / max(n_rejected, 1),
+            "eval_rewards_chosen": chosen_r / max(n_chosen, 1),
+            "eval_rewards_rejected": rejected_r / max(n_rejected, 1),
+        }  # fmt: skip
+
+
+def _eval_terms(out: PreferenceOutput, objective: str, batch: dict[str, torch.Tensor]) -> Iterator[float]:
+    """Per-batch sums: loss, examples, correct, margin, chosen rewards (+n), rejected rewards (+n)."""
+    n = out.chosen_rewards.shape[0] if objective != "kto" else batch["kto_label"].shape[0]
+    yield float(out.loss.float()) * n
+    yield float(n)
+    if objective == "kto":  # chosen_rewards: the desirable replies', rejected_rewards: the others'
+        yield float((out.chosen_rewards > 0).sum() + (out.rejected_rewards < 0).sum())
+        yield 0.0
+        yield float(out.chosen_rewards.sum())
+        yield float(out.chosen_rewards.numel())
+        yield float(out.rejected_rewards.sum())
+        yield float(out.rejected_rewards.numel())
+        return
+    yield float((out.chosen_rewards > out.rejected_rewards).sum())
+    yield float((out.chosen_rewards - out.rejected_rewards).sum())
+    yield float(out.chosen_rewards.sum())
+    yield float(n)
+    yield float(out.rejected_rewards.sum())
+    yield float(n)
+
+
+def objective_for(method: MethodConfig) -> TrainingObjective:
+    """The objective a method section trains with."""
+    return PreferenceObjective(method) if method.is_preference else SftObjective()
