@@ -2,19 +2,25 @@
 
 A value is a secret by its **key** or by its **shape**:
 
-* By key (:func:`is_secret_key`). The key is split into lowercase words at ``.``, ``_``, ``-``,
-  spaces and camelCase boundaries (``AWS_SECRET_ACCESS_KEY`` -> ``aws secret access key``,
-  ``apiKey`` -> ``api key``). It is a secret key when
+* By key (:func:`is_secret_key`), by **substring**, case-insensitively: a key holding ``TOKEN``,
+  ``KEY``, ``SECRET``, ``PASSWORD`` or ``PASSWD`` anywhere (``PGPASSWORD``, ``OPENAI_KEY``,
+  ``SSH_KEY``, ``TOKEN_VALUE``, ``api_token_v2``, ``AWS_SECRET_ACCESS_KEY``), or one of
+  :data:`SECRET_FRAGMENTS` (``credential``, ``passphrase``, ``authorization``), is a secret key.
+  The key is split into lowercase words at ``.``, ``_``, ``-``, spaces and camelCase boundaries
+  (``apiKey`` -> ``api key``) only to recognise the names that merely *contain* those letters, so
+  that config keys and metrics stay readable:
 
-  - any word is one of :data:`SECRET_WORDS` (``password``, ``secret``, ``credentials``, ...); or
-  - its **last** word is ``token`` (``hf_token``, ``MLFLOW_TRACKING_TOKEN``, ``access_token``), unless the
-    word before names a tokenizer's vocabulary entry (``pad_token``, ``eos_token``: not secrets); or
-  - its **last** word is ``key`` and the word before says what kind of credential it is
-    (``api_key``, ``access_key``, ``private_key``, ``account_key``; see :data:`KEY_QUALIFIERS`).
+  - the tokenizer family and counts of tokens: a word ``tokeniz*`` / ``tokenis*`` (``tokenizer``,
+    ``TOKENIZERS_PARALLELISM``, ``tokenized``) or ending in ``tokens`` (``max_new_tokens``,
+    ``train_tokens``, ``tokens_per_second``, ``num_virtual_tokens``);
+  - a vocabulary entry: ``token`` after a special-token word (``pad_token``, ``eos_token_id``; see
+    :data:`VOCAB_TOKEN_WORDS`) or before an id/type word (``token_ids``, ``token_type_ids``);
+  - a lookup key, not a credential: ``key``/``keys`` after a word of :data:`NON_CREDENTIAL_KEY_WORDS`
+    (``sort_key``, ``cache_key``, ``missing_keys``) or before ``value(s)`` (``num_key_value_heads``);
+  - English words that contain ``key`` (:data:`HARMLESS_KEY_FRAGMENTS`: ``keywords``, ``monkey``).
 
-  Matching whole words, not substrings, is what keeps harmless names readable: ``promote_metric``,
-  ``num_key_value_heads`` (``key`` is not last), ``max_total_tokens`` / ``train_tokens`` (plural:
-  counts), ``tokenizer`` and ``num_virtual_tokens`` are all logged as they are.
+  Anything else holding one of the substrings is redacted: a false alarm costs a ``***`` in a log,
+  a miss leaks a credential. ``keep_last`` / ``keep_best`` hold none of them.
 
 * By shape (:func:`redact_text`), in any string value whatever its key: every URI in it has its
   userinfo password replaced (``http://user:s3cret@host`` -> ``http://user:***@host``) and its
@@ -39,49 +45,57 @@ from urllib.parse import urlsplit, urlunsplit
 REDACTED = "***"
 """What a secret is replaced with."""
 
-SECRET_WORDS = frozenset(
-    {
-        "password",
-        "passwd",
-        "passphrase",
-        "secret",
-        "secrets",
-        "credential",
-        "credentials",
-        "apikey",
-        "privatekey",
-        "authorization",
-    }
-)
-"""Words that make a key secret wherever they appear in it."""
+SECRET_FRAGMENTS = ("password", "passwd", "passphrase", "secret", "credential", "authorization")
+"""Substrings that make a key secret wherever they appear in it, with no exception."""
 
 QUERY_SIGNATURE_WORDS = frozenset({"sig", "signature"})
 """Words that also make a URI *query parameter* secret: signed URLs (Azure SAS ``sig``,
 S3 ``X-Amz-Signature``)."""
 
-KEY_QUALIFIERS = frozenset(
+VOCAB_TOKEN_WORDS = frozenset(
+    {"pad", "eos", "bos", "unk", "sep", "cls", "mask", "special", "start", "end", "eot", "per"}
+)
+"""Words that, right before ``token``, name a tokenizer's special token (``pad_token``,
+``decoder_start_token_id``) or a per-token quantity (``per_token``), not a credential."""
+
+TOKEN_ID_WORDS = frozenset({"id", "ids", "type", "types"})
+"""Words that, right after ``token``, make it a vocabulary id (``token_ids``, ``token_type_ids``)."""
+
+NON_CREDENTIAL_KEY_WORDS = frozenset(
     {
-        "api",
-        "access",
-        "secret",
-        "private",
-        "account",
-        "storage",
-        "auth",
-        "signing",
-        "encryption",
-        "client",
-        "master",
-        "subscription",
-        "service",
-        "session",
-        "shared",
+        "sort",
+        "cache",
+        "primary",
+        "foreign",
+        "partition",
+        "group",
+        "hash",
+        "lookup",
+        "dedup",
+        "join",
+        "index",
+        "shard",
+        "metric",
+        "rng",
+        "prng",
+        "random",
+        "missing",
+        "unexpected",
+        "mismatched",
+        "unknown",
+        "content",
+        "role",
+        "label",
     }
 )
-"""Words that, right before a final ``key``, make it a credential (``api_key``, not ``sort_key``)."""
+"""Words that, right before ``key``/``keys``, make it a lookup key (``sort_key``, ``cache_key``,
+``missing_keys``), not a credential (``api_key``, ``ssh_key``, ``openai_key`` stay secret)."""
 
-VOCAB_TOKEN_WORDS = frozenset({"pad", "eos", "bos", "unk", "sep", "cls", "mask", "special", "start", "end"})
-"""Words that, right before a final ``token``, name a tokenizer's special token, not a credential."""
+KEY_VALUE_WORDS = frozenset({"value", "values"})
+"""Words that, right after ``key``, make it attention's key/value (``num_key_value_heads``)."""
+
+HARMLESS_KEY_FRAGMENTS = ("keyword", "keyboard", "keystroke", "monkey", "donkey", "turkey", "whiskey", "hockey")
+"""English words that contain ``key`` (``keywords``, ``monkeypatch``): removed before matching."""
 
 SECRET_ENV_VARS = frozenset(
     {
@@ -112,17 +126,31 @@ def key_words(key: str) -> list[str]:
     return [word.lower() for word in _WORD_BOUNDARY.split(str(key)) if word]
 
 
-def _segment_is_secret(words: list[str]) -> bool:
-    if not words:
-        return False
-    if any(word in SECRET_WORDS for word in words):
+_TOKENIZER_WORD = re.compile(r"tokeni[sz]\w*|tokens$")
+"""The tokenizer family (``tokenizer``, ``tokenized``, ``tokenisation``) and counts (``*tokens``)."""
+
+
+def _word_is_secret(words: list[str], index: int) -> bool:
+    word = words[index]
+    if any(fragment in word for fragment in SECRET_FRAGMENTS):
         return True
-    last, before = words[-1], words[-2] if len(words) > 1 else None
-    if last == "token":
-        return before not in VOCAB_TOKEN_WORDS
-    if last == "key":
-        return before in KEY_QUALIFIERS
+    before = words[index - 1] if index > 0 else None
+    after = words[index + 1] if index + 1 < len(words) else None
+    if "token" in _TOKENIZER_WORD.sub("", word):
+        if word == "token" and (before in VOCAB_TOKEN_WORDS or after in TOKEN_ID_WORDS):
+            return False
+        return True
+    for fragment in HARMLESS_KEY_FRAGMENTS:
+        word = word.replace(fragment, "")
+    if "key" in word:
+        if word in ("key", "keys") and (before in NON_CREDENTIAL_KEY_WORDS or after in KEY_VALUE_WORDS):
+            return False
+        return True
     return False
+
+
+def _segment_is_secret(words: list[str]) -> bool:
+    return any(_word_is_secret(words, index) for index in range(len(words)))
 
 
 def is_secret_key(key: str) -> bool:
@@ -204,19 +232,24 @@ def redacted_environment(environ: Mapping[str, str] | None = None) -> dict[str, 
     """``os.environ`` (or ``environ``) safe to print or record: credential variables as ``***``.
 
     Covers :data:`SECRET_ENV_VARS` (MLflow, AWS, Azure, GCP, Hugging Face credentials) and every
-    variable the key rule matches (``*_PASSWORD``, ``*_TOKEN``, ``*_SECRET*``, ``*_API_KEY``), and
-    redacts passwords in URIs held by the others (``MLFLOW_TRACKING_URI=http://u:pw@host``).
+    variable the key rule matches (``*TOKEN*``, ``*KEY*``, ``*SECRET*``, ``*PASSWORD*``,
+    ``*PASSWD*``: ``PGPASSWORD``, ``SSH_KEY``), and redacts passwords in URIs held by the others
+    (``MLFLOW_TRACKING_URI=http://u:pw@host``).
     """
     source = os.environ if environ is None else environ
     return {name: str(redact_value(name, value)) for name, value in source.items()}
 
 
 __all__ = [
-    "KEY_QUALIFIERS",
+    "HARMLESS_KEY_FRAGMENTS",
+    "KEY_VALUE_WORDS",
+    "NON_CREDENTIAL_KEY_WORDS",
     "QUERY_SIGNATURE_WORDS",
     "REDACTED",
     "SECRET_ENV_VARS",
-    "SECRET_WORDS",
+    "SECRET_FRAGMENTS",
+    "TOKEN_ID_WORDS",
+    "VOCAB_TOKEN_WORDS",
     "is_secret_key",
     "key_words",
     "redact_mapping",

@@ -64,6 +64,15 @@ SECRET_KEYS = [
     "client_secret",
     "tracking.credentials",
     "tracking.api_key",
+    # substring rule (*TOKEN*, *KEY*, *SECRET*, *PASSWORD*, *PASSWD*): whole-word matching missed these
+    "PGPASSWORD",
+    "OPENAI_KEY",
+    "SSH_KEY",
+    "TOKEN_VALUE",
+    "api_token_v2",
+    "MYSQL_PASSWD",
+    "accessToken",
+    "tracking.key",
 ]
 HARMLESS_KEYS = [
     "promote_metric",
@@ -79,6 +88,21 @@ HARMLESS_KEYS = [
     "tracking.uri",
     "PWD",
     "keywords",
+    # contain token/key but are tokenizer settings, counts, vocabulary ids or lookup keys
+    "tokenizer",
+    "TOKENIZERS_PARALLELISM",
+    "max_new_tokens",
+    "tokens_per_second",
+    "pad_token_id",
+    "eos_token_id",
+    "token_type_ids",
+    "dropped_no_trained_tokens",
+    "tokenizer_fingerprint",
+    "past_key_values",
+    "missing_keys",
+    "preference_cache_key",
+    "trainer.keep_last",
+    "trainer.keep_best",
 ]
 
 
@@ -98,6 +122,26 @@ def test_every_job_config_key_stays_readable():
 
     flagged = [k for k in field_descriptions() if is_secret_key(k.replace("[]", ""))]
     assert flagged == []
+
+
+def test_sweep_keys_and_data_stats_stay_readable():
+    """The other dicts logged as params hold token/key names too: none of them may log as ***."""
+    from pydantic import BaseModel
+
+    from tuneforge.data.stats import CorpusStats
+    from tuneforge.tune.config import SweepConfig
+
+    def names(model: type[BaseModel], prefix: str = "") -> list[str]:
+        out = []
+        for name, field in model.model_fields.items():
+            out.append(prefix + name)
+            for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    out += names(arg, f"{prefix}{name}.")
+        return out
+
+    stats = CorpusStats(max_seq_len=8).to_dict()
+    assert [k for k in [*names(SweepConfig), *stats] if is_secret_key(k)] == []
 
 
 def test_uri_password_and_query_secrets_redacted():
@@ -144,6 +188,11 @@ def test_redacted_environment():
         "GOOGLE_APPLICATION_CREDENTIALS": f"/secrets/{PLANTED}.json",
         "HF_TOKEN": PLANTED,
         "MY_SERVICE_PASSWORD": PLANTED,
+        "PGPASSWORD": PLANTED,
+        "OPENAI_KEY": PLANTED,
+        "SSH_KEY": PLANTED,
+        "TOKEN_VALUE": PLANTED,
+        "TOKENIZERS_PARALLELISM": "false",
         "MLFLOW_TRACKING_URI": f"http://u:{PLANTED}@h:5000",
         "MLFLOW_TRACKING_USERNAME": "alice",
         "PATH": "/usr/bin",
@@ -152,10 +201,11 @@ def test_redacted_environment():
     out = redacted_environment(env)
     assert PLANTED not in json.dumps(out)
     assert out["MLFLOW_TRACKING_URI"] == "http://u:***@h:5000"
-    assert {k: out[k] for k in ("MLFLOW_TRACKING_USERNAME", "PATH", "PWD")} == {
+    assert {k: out[k] for k in ("MLFLOW_TRACKING_USERNAME", "PATH", "PWD", "TOKENIZERS_PARALLELISM")} == {
         "MLFLOW_TRACKING_USERNAME": "alice",
         "PATH": "/usr/bin",
         "PWD": "/work",
+        "TOKENIZERS_PARALLELISM": "false",
     }
     assert set(redacted_environment()) == set(os.environ)  # default: this process's environment
 

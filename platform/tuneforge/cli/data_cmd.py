@@ -234,10 +234,10 @@ def preview(
             train_on_prompt, last_turn_only = d.train_on_prompt, d.last_turn_only
         assert path is not None  # given, or the first train file of --config (neither: fail() above)
         if _is_preference(path, fmt):
-            opts = {"template": template, "max_seq_len": max_seq_len, "truncation": truncation}
             _preview_preference(
-                path, fmt, n, job, config, tokenizer_dir, vocab_size, markers, as_json, **opts
-            )
+                path, fmt, n, job, config, tokenizer_dir, vocab_size, markers, as_json,
+                template=template, max_seq_len=max_seq_len, truncation=truncation,
+            )  # fmt: skip
             return
         parsed = read_source(path, fmt, on_bad="skip")
         convs = parsed.conversations

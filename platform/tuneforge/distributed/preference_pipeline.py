@@ -101,8 +101,8 @@ def encode_rows(
         ]  # fmt: skip
         for (_, enc), kl_enc in zip(kept, kl, strict=True):
             assert enc is not None and kl_enc is not None
-            for col, value in enc.items():
-                out.setdefault(col, []).append(value)
+            for col, value in enc.items():  # kto_label is a one-element list: a scalar column
+                out.setdefault(col, []).append(value[0] if col == "kto_label" else value)
             for col in ("input_ids", "labels", "attention_mask"):
                 out.setdefault(f"kl_{col}", []).append(kl_enc[f"completion_{col}"])
         return out
@@ -127,28 +127,29 @@ class ReferenceScorer:
     """
 
     def __init__(self, base_dir: str, model: dict[str, Any], prefixes: tuple[str, ...]) -> None:
-        import torch
-
         from tuneforge.config.schema import ModelConfig
         from tuneforge.models.factory import load_model
 
-        torch.set_grad_enabled(False)
         self.model = load_model(Path(base_dir), ModelConfig.model_validate(model), False).eval()
         self.prefixes = prefixes
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for p in self.prefixes:
+            self._score(batch, p)
+        return batch
+
+    def _score(self, batch: dict[str, np.ndarray], p: str) -> None:
         import torch
 
         from tuneforge.training.preference_loss import sequence_logps
 
-        for p in self.prefixes:
+        with torch.no_grad():  # grad mode is per thread: set here, where the forward runs
             mask = torch.from_numpy(batch[f"{p}_attention_mask"])
             width = max(int(mask.sum(-1).max()) if mask.numel() else 1, 2)
             ids = torch.from_numpy(batch[f"{p}_input_ids"])[:, :width]
             labels = torch.from_numpy(batch[f"{p}_labels"])[:, :width]
             logits = self.model(input_ids=ids, attention_mask=mask[:, :width], use_cache=False).logits
-            batch[f"ref_{p}_logps"] = sequence_logps(logits.float(), labels)[0].double().numpy()
-        return batch
+            batch[f"ref_{p}_logps"] = sequence_logps(logits, labels)[0].double().numpy()
 
 
 def _weights_digest(base_dir: Path) -> str:

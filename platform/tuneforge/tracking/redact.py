@@ -5,11 +5,15 @@ not import tracking (tracking imports config).
 """
 
 from tuneforge.redact import (
-    KEY_QUALIFIERS,
+    HARMLESS_KEY_FRAGMENTS,
+    KEY_VALUE_WORDS,
+    NON_CREDENTIAL_KEY_WORDS,
     QUERY_SIGNATURE_WORDS,
     REDACTED,
     SECRET_ENV_VARS,
-    SECRET_WORDS,
+    SECRET_FRAGMENTS,
+    TOKEN_ID_WORDS,
+    VOCAB_TOKEN_WORDS,
     is_secret_key,
     key_words,
     redact_mapping,
@@ -20,11 +24,15 @@ from tuneforge.redact import (
 )
 
 __all__ = [
-    "KEY_QUALIFIERS",
+    "HARMLESS_KEY_FRAGMENTS",
+    "KEY_VALUE_WORDS",
+    "NON_CREDENTIAL_KEY_WORDS",
     "QUERY_SIGNATURE_WORDS",
     "REDACTED",
     "SECRET_ENV_VARS",
-    "SECRET_WORDS",
+    "SECRET_FRAGMENTS",
+    "TOKEN_ID_WORDS",
+    "VOCAB_TOKEN_WORDS",
     "is_secret_key",
     "key_words",
     "redact_mapping",
