@@ -94,7 +94,16 @@ NON_CREDENTIAL_KEY_WORDS = frozenset(
 KEY_VALUE_WORDS = frozenset({"value", "values"})
 """Words that, right after ``key``, make it attention's key/value (``num_key_value_heads``)."""
 
-HARMLESS_KEY_FRAGMENTS = ("keyword", "keyboard", "keystroke", "monkey", "donkey", "turkey", "whiskey", "hockey")
+HARMLESS_KEY_FRAGMENTS = (
+    "keyword",
+    "keyboard",
+    "keystroke",
+    "monkey",
+    "donkey",
+    "turkey",
+    "whiskey",
+    "hockey",
+)
 """English words that contain ``key`` (``keywords``, ``monkeypatch``): removed before matching."""
 
 SECRET_ENV_VARS = frozenset(

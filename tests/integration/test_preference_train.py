@@ -121,4 +121,4 @@ def test_gate_promotes_by_preference_accuracy(ray_head, tuneforge_home):
     assert d["promoted"], d["reasons"]
     assert d["candidate"]["mean"] > d["champion"]["mean"] and d["improvement"]["low"] > 0
     client = MlflowClient(resolve_tracking_uri(None))
-    assert client.get_model_version_by_alias("pref-gate", "champion").version == second.version
+    assert str(client.get_model_version_by_alias("pref-gate", "champion").version) == second.version

@@ -140,7 +140,7 @@ def test_sweep_keys_and_data_stats_stay_readable():
                     out += names(arg, f"{prefix}{name}.")
         return out
 
-    stats = CorpusStats(max_seq_len=8).to_dict()
+    stats = CorpusStats(max_seq_len=8, truncation="drop").to_dict()
     assert [k for k in [*names(SweepConfig), *stats] if is_secret_key(k)] == []
 
 

@@ -1,5 +1,8 @@
 """``tuneforge data ...``: dataset inspection commands (validate, preview).
 
+Over 300 lines on purpose: the `data` command group (validate, preview, stats) for SFT and
+preference files shares its rendering helpers; each command is thin.
+
 Both read files exactly as a training run does (same readers, templates and masks), so what they
 show is what the model will see. Neither starts Ray.
 """

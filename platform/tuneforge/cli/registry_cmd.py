@@ -54,9 +54,8 @@ def _eval_preference(
         summary["run_id"] = _log_eval(uri, model, summary)
     for name in ("preference_accuracy", "reward_accuracy", "reward_margin"):
         iv = summary[name]
-        typer.echo(
-            f"{name:20s} {iv['mean']:.4f}  95% CI [{iv['low']:.4f}, {iv['high']:.4f}]  (n={report.n})", err=True
-        )
+        line = f"{name:20s} {iv['mean']:.4f}  95% CI [{iv['low']:.4f}, {iv['high']:.4f}]  (n={report.n})"
+        typer.echo(line, err=True)
     if reference is None:
         typer.echo("(no --reference: rewards are beta x the model's own log-prob margin)", err=True)
     if as_json:

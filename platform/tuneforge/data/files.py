@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -55,6 +56,37 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's data, or a directory's entries, from the page cache to disk.
+
+    A directory's fsync is what makes the names in it (a new file, a rename) survive a power loss.
+    Filesystems that cannot fsync a directory (some network mounts) raise ``OSError``: skipped.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if os.path.isdir(path):
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not os.path.isdir(path):
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str | Path) -> None:
+    """:func:`fsync_path` every file under ``root``, then every directory bottom-up, ``root`` last."""
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                fsync_path(path)
+        fsync_path(dirpath)
 
 
 def suffix_of(source: str) -> str:

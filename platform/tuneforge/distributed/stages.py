@@ -1,5 +1,8 @@
 """The stages every training driver runs, shared by ``tuneforge train`` and each sweep trial.
 
+Over 300 lines on purpose: every stage a driver runs, with the failure messages each stage owes
+the user; the two drivers read them top to bottom.
+
 ``prepare`` (inputs validated, base model and tokenizer materialised, the trained format recorded),
 ``resume_point`` (the newest complete checkpoint on storage, orphans removed), ``fit`` (one
 ``TorchTrainer`` with the same recovery: ``max_failures`` restarts, a bounded worker-group start,

@@ -16,6 +16,7 @@ from pathlib import Path
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from tuneforge.data.files import fsync_path, fsync_tree
 from tuneforge.models.tokenizer import load_tokenizer
 
 
@@ -27,9 +28,13 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
+        # Renames are atomic but not durable: without the fsyncs a power loss after the rename
+        # can leave ``target`` pointing at empty or truncated files (ext4/xfs delay the data).
+        fsync_tree(tmp)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
+        fsync_path(target.parent)  # the rename itself
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -129,13 +129,6 @@ def is_adapter(model: nn.Module) -> bool:
     return isinstance(model, PeftModel)
 
 
-def peft_type_name(model: nn.Module) -> str | None:
-    """The active adapter's peft type (``LORA``, ``IA3``, ``PREFIX_TUNING``...), None for plain models."""
-    if not isinstance(model, PeftModel):
-        return None
-    return _peft_type(_active_config(model))
-
-
 def is_prompt_learning(model: nn.Module) -> bool:
     """Prompt/prefix/P-tuning: saving runs the prompt encoder, forward adds virtual tokens."""
     return isinstance(model, PeftModel) and bool(model.peft_config[model.active_adapter].is_prompt_learning)
@@ -174,5 +167,4 @@ __all__ = [
     "is_adapter",
     "is_prompt_learning",
     "num_virtual_tokens",
-    "peft_type_name",
 ]

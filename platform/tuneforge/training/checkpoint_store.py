@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneforge.data.files import sha256_file
+from tuneforge.data.files import fsync_path, fsync_tree, sha256_file
 from tuneforge.training.trainer_state import STATE_FILE, TrainerState
 
 
@@ -36,6 +37,8 @@ def write_marker(local_dir: Path, rank: int) -> Path:
     """List every file in ``local_dir`` (this rank's share of a checkpoint) in its marker, last.
 
     The marker is written to a temporary name, flushed and renamed, so a marker that exists is whole.
+    Everything is fsynced first, the marker before its rename and the directory after it: a marker
+    that survives a power loss then vouches for files that survived it too.
     """
     files = {
         str(p.relative_to(local_dir)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
@@ -45,10 +48,13 @@ def write_marker(local_dir: Path, rank: int) -> Path:
     target = local_dir / marker_name(rank)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
+    fsync_tree(local_dir)  # the files the marker lists, and the directories naming them
     with tmp.open("w") as fh:
         json.dump({"rank": rank, "files": files}, fh, indent=1)
         fh.flush()
+        os.fsync(fh.fileno())
     tmp.replace(target)
+    fsync_path(target.parent)  # the rename itself
     return target
 
 

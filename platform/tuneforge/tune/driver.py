@@ -26,6 +26,7 @@ from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
 from tuneforge.distributed.data_pipeline import PreparedData
 from tuneforge.distributed.job_data import job_datasets, job_holdout
 from tuneforge.distributed.mix_data import MixSources, prepare_mix_sources
+from tuneforge.distributed.runner import RunEvents
 from tuneforge.distributed.stages import without_unsafe_packing
 from tuneforge.models.base import model_trust_tags
 from tuneforge.models.method_traits import supports_packing
@@ -153,7 +154,7 @@ def run_sweep(
     name: str,
     resume: bool = False,
     verbose: bool = False,
-    events: Any = None,
+    events: RunEvents | None = None,
 ) -> SweepSummary:
     """Prepare data and base once, run the Tune sweep, then rank, plot and register the best trial."""
     quiet_libraries(verbose)

@@ -531,9 +531,6 @@ def test_held_out_pairs_written_by_the_plan_read_back_unchanged(tmp_path: Path) 
         assert [r.content_hash() for r in parsed.records] == [r.content_hash() for r in records]
 
 
-@pytest.mark.xfail(
-    reason="data/preference/plan.py preference_record_json does not write the offered tools yet"
-)
 def test_held_out_pairs_keep_the_offered_tools(tmp_path: Path) -> None:
     from tuneforge.data.preference.plan import write_pairs
 

@@ -1,4 +1,4 @@
-"""Preference scoring: the evaluator's log-probs are training's, and the per-pair metrics mean what they say."""
+"""Preference scoring: the evaluator's log-probs are training's; the per-pair metrics mean what they say."""
 
 from __future__ import annotations
 

@@ -69,6 +69,41 @@ def test_a_complete_checkpoint_needs_every_ranks_marker_and_intact_files(tmp_pat
     assert "sha256" in incomplete_reason(d)
 
 
+def test_files_are_fsynced_before_their_marker_and_the_rename_after_it(tmp_path: Path, monkeypatch):
+    """Atomic publish is durable too: every listed file and directory, then the marker, then its rename;
+    ``models.io.atomic_dir`` likewise syncs its tree before the rename and the parent after it."""
+    import os
+
+    from tuneforge.models.io import atomic_dir
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))
+    )
+    local = tmp_path / "rank0"
+    (local / "tuneforge/ds").mkdir(parents=True)
+    (local / "tuneforge/ds/shard.pt").write_bytes(b"x" * 10)
+    (local / "model.safetensors").write_bytes(b"w" * 10)
+    marker = write_marker(local, 0)
+    expected = [
+        local / "tuneforge/ds/shard.pt",
+        local / "model.safetensors",
+        local,
+        marker.with_suffix(".tmp"),
+    ]
+    for path in expected:
+        assert str(path) in synced, path
+    assert synced.index(str(marker.with_suffix(".tmp"))) > synced.index(str(local / "model.safetensors"))
+    assert synced[-1] == str(marker.parent)  # after the rename
+
+    synced.clear()
+    with atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "weights.safetensors").write_bytes(b"w")
+    assert synced == [str(tmp / "weights.safetensors"), str(tmp), str(tmp_path)]
+    assert (tmp_path / "model/weights.safetensors").read_bytes() == b"w"
+
+
 def test_resume_takes_the_newest_complete_checkpoint_and_orphans_are_removed(tmp_path: Path):
     _checkpoint(tmp_path, 5, 1.0)
     good = _checkpoint(tmp_path, 10, 1.0)

@@ -151,6 +151,8 @@ def preference_record_json(rec: PreferenceRecord) -> dict[str, Any]:
         out.update(completion=[message_record(rec.chosen)], label=bool(rec.label))
     else:
         out.update(chosen=[message_record(rec.chosen)], rejected=[message_record(rec.rejected)])
+    if rec.tools is not None:
+        out["tools"] = [dict(t) for t in rec.tools]
     return out
 
 
