@@ -73,7 +73,15 @@ def full_states(engine: Any) -> dict[str, dict[str, torch.Tensor]]:
         optimizer._lazy_init_hp_params_optimizer_state()
     out = {}
     for name, p in engine.module.named_parameters():
-        if p.requires_grad:
+        if p.requires_grad and safe_get_full_fp32_param(p) is None:
+            # ZeRO-0: the parameter is its own fp32 master; the client AdamW holds the moments.
+            state = getattr(optimizer, "optimizer", optimizer).state[p]
+            out[name] = {
+                "fp32": p.detach().float().clone(),
+                "exp_avg": state["exp_avg"].clone(),
+                "exp_avg_sq": state["exp_avg_sq"].clone(),
+            }
+        elif p.requires_grad:
             out[name] = {
                 "fp32": safe_get_full_fp32_param(p).clone(),
                 "exp_avg": safe_get_full_optimizer_state(p, "exp_avg").clone(),

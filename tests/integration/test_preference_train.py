@@ -10,8 +10,8 @@ reversed. Each test runs a short real job and checks behaviour:
 - full fine-tuning with DPO at ZeRO-3, the reference log-probs precomputed by a Ray Data pass and
   streamed with the batch: it trains (reward accuracy on held-out pairs rises), and the checkpoint
   and the registered model reload with the logits the trained model had in memory;
-- the promotion gate ranks versions by preference accuracy on the held-out pairs: a well-trained
-  version replaces a barely trained champion.
+- the promotion gate ranks versions by preference accuracy on the held-out pairs: the DPO run's
+  version replaces a barely trained champion (1 step).
 """
 
 from __future__ import annotations
@@ -48,7 +48,19 @@ def _metric_history(run_id: str, key: str) -> list[float]:
 
 @pytest.fixture(scope="module")
 def dpo_lora(ray_head, tuneforge_home):
-    job = load_config(DPO, ["tracking.run_name=pref-dpo-lora", "registry.model_name=pref-dpo"])
+    """A barely trained champion (1 step at lr 1e-5), then the DPO LoRA run as its challenger."""
+    weak = load_config(
+        DPO,
+        [
+            "trainer.max_steps=1", "trainer.lr=1e-5", "trainer.eval_every=0",
+            "tracking.run_name=pref-gate-weak", "registry.model_name=pref-dpo", "registry.promote=true",
+        ],
+    )  # fmt: skip
+    first = run_job(weak)
+    assert first.promotion is not None and first.promotion["promoted"]  # no champion yet
+    job = load_config(
+        DPO, ["tracking.run_name=pref-dpo-lora", "registry.model_name=pref-dpo", "registry.promote=true"]
+    )
     return run_job(job)
 
 
@@ -97,28 +109,10 @@ def test_full_dpo_zero3_precomputed_reference_trains_and_reloads(ray_head, tunef
     assert not torch.allclose(_logits(base, ids), trained_logits, atol=1e-3)
 
 
-def test_gate_promotes_by_preference_accuracy(ray_head, tuneforge_home):
-    weak = load_config(
-        DPO,
-        [
-            "trainer.max_steps=1",
-            "trainer.lr=1e-5",
-            "trainer.eval_every=0",
-            "tracking.run_name=pref-gate-weak",
-            "registry.model_name=pref-gate",
-            "registry.promote=true",
-        ],
-    )
-    first = run_job(weak)
-    assert first.promotion is not None and first.promotion["promoted"]  # no champion yet
-    strong = load_config(
-        DPO,
-        ["tracking.run_name=pref-gate-strong", "registry.model_name=pref-gate", "registry.promote=true"],
-    )
-    second = run_job(strong)
-    d = second.promotion
+def test_gate_promotes_by_preference_accuracy(dpo_lora):
+    d = dpo_lora.promotion
     assert d is not None and d["metric"] == "preference_accuracy", d
     assert d["promoted"], d["reasons"]
     assert d["candidate"]["mean"] > d["champion"]["mean"] and d["improvement"]["low"] > 0
     client = MlflowClient(resolve_tracking_uri(None))
-    assert str(client.get_model_version_by_alias("pref-gate", "champion").version) == second.version
+    assert str(client.get_model_version_by_alias("pref-dpo", "champion").version) == dpo_lora.version

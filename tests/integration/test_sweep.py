@@ -109,3 +109,30 @@ def test_data_mix_sweep_with_token_budget(ray_head, tuneforge_home: Path):
     spent = sum(r["train_tokens"] or 0 for r in report)
     full = max(r["train_tokens"] or 0 for r in report)  # one trial run to the end
     assert 18000 <= spent < 18000 + 2 * full  # stopped at the budget, give or take the running trials
+
+
+@pytest.mark.slow  # ~3 min: four 1-worker preference trials
+def test_preference_sweep_searches_objective_and_beta(ray_head, tuneforge_home: Path):
+    """Tune over DPO / IPO / SimPO and beta, ranked by held-out reward accuracy (reported every eval)."""
+    cmd = [
+        str(Path(sys.executable).parent / "tuneforge"),
+        "sweep",
+        "jobs/configs/sweep/tiny_cpu_dpo.yaml",
+        "--name",
+        "it-pref-sweep",
+        "registry.model_name=pref-sweep-best",
+        "trainer.max_steps=10",
+        "trainer.eval_every=5",
+        "--json",
+    ]
+    out = subprocess.run(cmd, cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    s = json.loads(out.stdout.strip().splitlines()[-1])
+    trials = s["trials"]
+    assert len(trials) == 4 and all(t["status"] != "failed" for t in trials), trials
+    objectives = {t["params"]["method.objective"] for t in trials}
+    assert len(objectives) >= 2 and objectives <= {"dpo", "ipo", "simpo"}, trials
+    assert all(0.05 <= t["params"]["method.beta"] <= 0.5 for t in trials)
+    scored = [t for t in trials if t["metric"] is not None]
+    assert scored and s["best"]["trial_id"] == max(scored, key=lambda t: t["metric"])["trial_id"]
+    assert s["best"]["metric"] > 0.5  # the winner prefers the held-out chosen replies

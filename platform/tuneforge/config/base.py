@@ -1,4 +1,4 @@
-"""Shared base of every config section (strict: unknown keys are errors)."""
+"""Shared base of every config section (strict: unknown keys are errors; frozen once validated)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ class _Section(BaseModel):
     """Base of every config section."""
 
     # coerce_numbers_to_str: `tracking.run_name=2024` on the command line is a name, not a type error.
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    # frozen: a validated config is read-only; a changed one is a copy (`model_copy(update=...)`), so a
+    # value checked at load time cannot be changed behind the validators' back.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, frozen=True)
 
     @model_validator(mode="before")
     @classmethod

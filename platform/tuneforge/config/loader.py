@@ -30,7 +30,7 @@ from tuneforge.config.errors import (
     is_model,
     tagged_members,
 )
-from tuneforge.config.schema import JobConfig
+from tuneforge.config.schema import DatasetSpec, JobConfig
 from tuneforge.redact import redact_mapping
 
 _REMOTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -53,8 +53,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> JobConfig:
     raw, lines = read_yaml(config_path)
     overridden = [apply_override(raw, text) for text in overrides]
     cfg = validate(raw, source=str(path), lines=lines, overridden=overridden)
-    resolve_paths(cfg, config_path.parent)
-    return cfg
+    return resolve_paths(cfg, config_path.parent)
 
 
 def config_from_dict(data: dict[str, Any]) -> JobConfig:
@@ -219,16 +218,31 @@ def validate(
         raise config_error(exc, JobConfig, source=source, lines=lines, overridden=overridden) from None
 
 
-def resolve_paths(cfg: JobConfig, config_dir: Path) -> None:
-    """Make local paths absolute (data files, ``modes[].from``, model, tokenizer) for workers elsewhere."""
-    for spec in (*cfg.data.train_files, *cfg.data.eval_files):
-        spec.path = _resolve_path(spec.path, config_dir)
-    for mode in cfg.data.modes:
-        mode.sources = [_resolve_path(src, config_dir) for src in mode.sources]
-    if cfg.model.name_or_path is not None:
-        cfg.model.name_or_path = _resolve_path(cfg.model.name_or_path, config_dir)
-    if cfg.model.tokenizer is not None:
-        cfg.model.tokenizer = _resolve_path(cfg.model.tokenizer, config_dir)
+def resolve_paths(cfg: JobConfig, config_dir: Path) -> JobConfig:
+    """A copy of ``cfg`` with local paths made absolute (data files, ``modes[].from``, model, tokenizer),
+    for workers elsewhere; ``cfg`` itself is frozen and left as it was."""
+
+    def resolve(value: str | None) -> str | None:
+        return None if value is None else _resolve_path(value, config_dir)
+
+    def files(specs: list[DatasetSpec]) -> list[DatasetSpec]:
+        return [spec.model_copy(update={"path": _resolve_path(spec.path, config_dir)}) for spec in specs]
+
+    modes = [
+        mode.model_copy(update={"sources": [_resolve_path(src, config_dir) for src in mode.sources]})
+        for mode in cfg.data.modes
+    ]
+    data = cfg.data.model_copy(
+        update={
+            "train_files": files(cfg.data.train_files),
+            "eval_files": files(cfg.data.eval_files),
+            "modes": modes,
+        }
+    )
+    model = cfg.model.model_copy(
+        update={"name_or_path": resolve(cfg.model.name_or_path), "tokenizer": resolve(cfg.model.tokenizer)}
+    )
+    return cfg.model_copy(update={"data": data, "model": model})
 
 
 def _resolve_path(value: str, config_dir: Path) -> str:

@@ -161,7 +161,7 @@ class DatasetSpec(_Section):
 class ModeSource(_Section):
     """Training data built for a tuning mode (tuneforge.modes) from source files, before planning."""
 
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, frozen=True, populate_by_name=True)
 
     mode: str = Field(description="Tuning mode, e.g. editor, instruct, diff (`tuneforge modes list`).")
     sources: list[str] = Field(alias="from", description="Source files in the form the mode's builder takes.")

@@ -12,9 +12,10 @@ tag on the MLflow run and on the registered version.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tuneforge.data.encode import resolve_template
 
@@ -51,7 +52,41 @@ class TrainedFormat:
         return path
 
 
-def format_from_job(job: Any, tokenizer: Any) -> TrainedFormat:
+class _ModeEntry(Protocol):
+    @property
+    def mode(self) -> str: ...
+
+
+class _FormatData(Protocol):
+    """What ``format_from_job`` reads of ``job.data`` (``tuneforge.config.DataConfig``)."""
+
+    @property
+    def template(self) -> str: ...
+    @property
+    def train_on_prompt(self) -> bool: ...
+    @property
+    def last_turn_only(self) -> bool: ...
+    @property
+    def truncation(self) -> str: ...
+    @property
+    def modes(self) -> Sequence[_ModeEntry]: ...
+
+
+class _FormatTrainer(Protocol):
+    @property
+    def max_seq_len(self) -> int: ...
+
+
+class FormatSource(Protocol):
+    """What ``format_from_job`` reads of a job: a ``tuneforge.config.JobConfig`` (data/ imports no config)."""
+
+    @property
+    def data(self) -> _FormatData: ...
+    @property
+    def trainer(self) -> _FormatTrainer: ...
+
+
+def format_from_job(job: FormatSource, tokenizer: Any) -> TrainedFormat:
     """The format a job trains with, its template resolved against the job's real tokenizer."""
     d, t = job.data, job.trainer
     return TrainedFormat(
@@ -60,7 +95,7 @@ def format_from_job(job: Any, tokenizer: Any) -> TrainedFormat:
         train_on_prompt=bool(d.train_on_prompt),
         last_turn_only=bool(d.last_turn_only),
         truncation=str(d.truncation),
-        modes=tuple(m.mode for m in getattr(d, "modes", ()) or ()),
+        modes=tuple(m.mode for m in d.modes),
     )
 
 

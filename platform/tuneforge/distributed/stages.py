@@ -184,9 +184,13 @@ def attempt_name(name: str, attempt: int) -> str:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes; Ray Train's ``ControllerError`` holds its cause as ``controller_failure``."""
     out = [exc]
-    while out[-1].__cause__ is not None and len(out) < 20:
-        out.append(out[-1].__cause__)
+    while len(out) < 20:
+        nxt = out[-1].__cause__ or getattr(out[-1], "controller_failure", None)
+        if not isinstance(nxt, BaseException):
+            break
+        out.append(nxt)
     return out
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneforge.config.schema import DatasetSpec, JobConfig
 from tuneforge.data import Conversation
 from tuneforge.modes.base import BuildOptions, to_openai
 from tuneforge.modes.table import get_mode
@@ -53,7 +54,7 @@ def build_file(
     return BuildReport(mode, str(out), len(convs), dict(opts.counts), convs[0])
 
 
-def materialize_mode_sources(job: Any, out_dir: str | Path) -> list[dict[str, Any]]:
+def materialize_mode_sources(job: JobConfig, out_dir: str | Path) -> list[dict[str, Any]]:
     """Compile each ``job.data.modes`` entry to ``out_dir/<i>-<hash>/<mode>.jsonl``.
 
     Returns ``DatasetSpec``-shaped dicts (``path``, ``format``, ``weight``) to append to
@@ -61,26 +62,24 @@ def materialize_mode_sources(job: Any, out_dir: str | Path) -> list[dict[str, An
     (and produce the same bytes: builders are seeded).
     """
     specs = []
-    for i, src in enumerate(getattr(job.data, "modes", None) or []):
-        entry = src.model_dump(by_alias=True) if hasattr(src, "model_dump") else dict(src)
+    for i, src in enumerate(job.data.modes):
+        entry = src.model_dump(by_alias=True)
         key = hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:10]
-        mode = entry["mode"]
-        path = Path(out_dir) / f"{i}-{key}" / f"{mode}.jsonl"  # the stem is the mode: a sweep's mix names it
-        build_file(mode, entry["from"], path, entry.get("seed", 0), entry.get("limit"), entry.get("options"))
-        fmt = "text" if get_mode(mode).record_format == "pretrain" else "openai"
-        specs.append({"path": str(path), "format": fmt, "weight": entry.get("weight")})
+        # the stem is the mode: a sweep's mix names it
+        path = Path(out_dir) / f"{i}-{key}" / f"{src.mode}.jsonl"
+        build_file(src.mode, src.sources, path, src.seed, src.limit, src.options)
+        fmt = "text" if get_mode(src.mode).record_format == "pretrain" else "openai"
+        specs.append({"path": str(path), "format": fmt, "weight": src.weight})
     return specs
 
 
-def with_mode_sources(job: Any, out_dir: str | Path) -> Any:
+def with_mode_sources(job: JobConfig, out_dir: str | Path) -> JobConfig:
     """``job`` with its ``data.modes`` compiled and appended to ``data.train_files`` (``modes`` emptied).
 
     This is the one call the driver makes before planning data; a job without ``modes`` comes back as is.
     """
-    if not getattr(job.data, "modes", None):
+    if not job.data.modes:
         return job
-    from tuneforge.config.schema import DatasetSpec
-
     added = [DatasetSpec(**s) for s in materialize_mode_sources(job, out_dir)]
     data = job.data.model_copy(update={"train_files": [*job.data.train_files, *added], "modes": []})
     return job.model_copy(update={"data": data})

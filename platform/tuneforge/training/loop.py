@@ -138,9 +138,13 @@ def run_loop(
     t = job.trainer
     objective = objective or objective_for(job.method)
 
+    extras: dict[str, float] = {}  # the last evaluation's other metrics (reward accuracy, ...)
+
     def run_eval(step: int) -> float:
         metrics = evaluate(engine, eval_batches(), device, objective)
         reporter.log(metrics, step)
+        extras.clear()
+        extras.update({k: v for k, v in metrics.items() if k != "eval_loss"})
         return metrics["eval_loss"]
 
     stopper = EarlyStopper.from_config(t.early_stopping)
@@ -236,7 +240,8 @@ def run_loop(
                 if not (t.checkpoint_every and step % t.checkpoint_every == 0):
                     # One report per evaluation: what a scheduler such as ASHA ranks trials by.
                     reporter.report(
-                        {"step": float(step), "eval_loss": last_eval, "train_tokens": pos.tokens}, None
+                        {"step": float(step), "eval_loss": last_eval, "train_tokens": pos.tokens, **extras},
+                        None,
                     )
                 tick += time.perf_counter() - paused  # evaluation time is not training time
                 if stopper is not None and stopper.update(last_eval):
@@ -244,7 +249,8 @@ def run_loop(
                         log_window()
                     break  # identical on every rank: last_eval is all-reduced
             if t.checkpoint_every and step % t.checkpoint_every == 0 and step < total_steps:
-                checkpoint({"step": float(step), "eval_loss": last_eval, "train_tokens": pos.tokens})
+                report = {"step": float(step), "eval_loss": last_eval, "train_tokens": pos.tokens}
+                checkpoint({**report, **extras})
             if stop_requested is not None and _any_rank(stop_requested(), device) and step < total_steps:
                 checkpoint({"step": float(step), "eval_loss": last_eval, "train_tokens": pos.tokens})
                 raise Preempted(f"stopped by a signal at step {step}: a resumable checkpoint was saved")
@@ -270,6 +276,7 @@ def run_loop(
         "tokens_per_second": tps,
         "stopped_early": float(stopped),
         "best_eval_loss": best,
+        **extras,
     }
     reporter.log({"stopped_early": float(stopped), "best_eval_loss": best}, pos.step)
     if not stopped:

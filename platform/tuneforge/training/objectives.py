@@ -166,6 +166,7 @@ class PreferenceObjective:
 
     def forward(self, engine: TrainingEngine, batch: dict[str, torch.Tensor]) -> PreferenceOutput:
         """The loss and rewards of one batch (grads flow through the policy's log-probs only)."""
+        batch = _trimmed(batch)
         if self.objective == "kto":
             ids = torch.cat([batch["completion_input_ids"], batch["kl_input_ids"]])
             labels = torch.cat([batch["completion_labels"], batch["kl_labels"]])
@@ -234,6 +235,19 @@ class PreferenceObjective:
             "eval_rewards_chosen": chosen_r / max(n_chosen, 1),
             "eval_rewards_rejected": rejected_r / max(n_rejected, 1),
         }  # fmt: skip
+
+
+def _trimmed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rows cut to the batch's longest real sequence: right padding past it changes no log-prob.
+
+    Rows are stored padded to ``max_seq_len``; a batch of short pairs would otherwise pay for the
+    whole width in every forward (all ranks trim alike only in shape, which is all a forward needs).
+    """
+    masks = [v for k, v in batch.items() if k.endswith("_attention_mask")]
+    width = max(2, max(int(m.sum(-1).max()) for m in masks))
+    return {
+        k: v[:, :width] if v.dim() == 2 and not k.startswith("ref_") else v for k, v in batch.items()
+    }
 
 
 def _eval_terms(out: PreferenceOutput, objective: str, batch: dict[str, torch.Tensor]) -> Iterator[float]:

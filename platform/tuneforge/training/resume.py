@@ -111,18 +111,22 @@ def resumed_job(target: ResumeTarget, job: JobConfig, redact: Any) -> JobConfig:
         )
     saved = yaml.safe_load((target.run_dir / CONFIG_FILE).read_text())
     before = config_from_dict(saved)
-    new = job.model_copy(deep=True)
-    new.trainer.output_dir = str(target.run_dir)
-    new.tracking.run_name = target.record.name
+    trainer_update: dict[str, Any] = {"output_dir": str(target.run_dir)}
     old_global = before.distributed.num_workers * before.trainer.grad_accum
-    if new.distributed.num_workers != before.distributed.num_workers:
-        if old_global % new.distributed.num_workers:
+    if job.distributed.num_workers != before.distributed.num_workers:
+        if old_global % job.distributed.num_workers:
             raise ValueError(
                 f"--resume: the run trained with {before.distributed.num_workers} workers x grad_accum "
                 f"{before.trainer.grad_accum} = {old_global} micro-batches per step, which "
-                f"{new.distributed.num_workers} workers cannot split evenly; choose a divisor of {old_global}"
+                f"{job.distributed.num_workers} workers cannot split evenly; choose a divisor of {old_global}"
             )
-        new.trainer.grad_accum = old_global // new.distributed.num_workers
+        trainer_update["grad_accum"] = old_global // job.distributed.num_workers
+    new = job.model_copy(
+        update={
+            "trainer": job.trainer.model_copy(update=trainer_update),
+            "tracking": job.tracking.model_copy(update={"run_name": target.record.name}),
+        }
+    )
     changes = config_changes(redact(saved), redact(new.model_dump(mode="json")))
     ours = (*RESUMABLE_CHANGES, "trainer.output_dir", "tracking.run_name")  # set above, to the run's own
     refused = {k: v for k, v in changes.items() if k not in ours}

@@ -28,7 +28,9 @@ _SPACE_PREFIX = f"{SEARCH_KEY}.space."
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Base of the search sections: unknown keys are errors, and a validated section is read-only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class AshaSchedulerConfig(_Strict):
@@ -133,7 +135,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[JobConf
             overridden.append(apply_override(raw, text))
     search_raw = _take_search(raw, str(path), lines)
     job = validate(raw, source=str(path), lines=lines, overridden=overridden)
-    resolve_paths(job, config_path.parent)
+    job = resolve_paths(job, config_path.parent)
 
     space_paths: set[KeyPath] = {p for p in overridden if p[:2] == (SEARCH_KEY, "space")}  # `search.space=`
     if space_overrides:

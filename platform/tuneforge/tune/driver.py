@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from tuneforge.tune.budget import TokenBudgetStopper
 from tuneforge.tune.config import SweepConfig, evaluations_per_trial
 from tuneforge.tune.domains import build_param_space, build_scheduler, build_search_alg
 from tuneforge.tune.pareto import pareto_front, render_pareto_table, save_pareto_plot
+from tuneforge.tune.row_layout import check_row_layouts
 from tuneforge.tune.space import resolve_trial_config
 from tuneforge.tune.trial_run import TRIAL_TAG, TrialInputs, run_trial, trial_job
 
@@ -78,7 +80,7 @@ def _concurrency(job: JobConfig, sweep: SweepConfig) -> int:
 
 
 def _trial_records(
-    results: Any, sweep: SweepConfig, max_t: int | None, budget_hit: bool = False
+    results: Sequence[tune.Result], sweep: SweepConfig, max_t: int | None, budget_hit: bool = False
 ) -> list[dict[str, Any]]:
     """One row per trial: strategy, best reported metric, status (and why it stopped), iterations, costs.
 
@@ -87,7 +89,7 @@ def _trial_records(
     """
     records = []
     for r in results:
-        params = resolve_trial_config(r.config)
+        params = resolve_trial_config(r.config or {})
         df = r.metrics_dataframe
         values = df[sweep.metric].dropna() if df is not None and sweep.metric in df else None
         metric = (
@@ -186,6 +188,7 @@ def run_sweep(
                 "search.space: data keys other than the mix (data.mix.<name>) change the tokenized "
                 "data itself; run one sweep per data setting instead"
             )
+        check_row_layouts(job, space)  # one tokenized dataset serves every trial
         packings = {job.data.packing}
         if job.data.packing and any(not supports_packing(b.name) for b in space.branches):
             packings.add(False)
@@ -243,7 +246,7 @@ def run_sweep(
         trials = [results[i] for i in range(len(results))]
         spent = sum(float((r.metrics or {}).get("train_tokens") or 0) for r in trials)
         budget_hit = bool(sweep.max_total_tokens and spent >= sweep.max_total_tokens)
-        records = _trial_records(results, sweep, evaluations_per_trial(job), budget_hit)
+        records = _trial_records(trials, sweep, evaluations_per_trial(job), budget_hit)
         _close_child_runs(uri, experiment_id, parent_run_id, records)
         summary = _summarise(records, sweep, sweep_dir, parent_run_id)
         log_artifacts(parent_run_id, str(sweep_dir / "report"), "sweep")

@@ -100,9 +100,7 @@ def apply_overrides(
         for index, (_, weight) in zip(order, shares, strict=True):
             specs[index]["weight"] = plain(weight)
     cfg = validate(raw, source=source, lines={}, overridden=[])
-    if config_dir is not None:
-        resolve_paths(cfg, Path(config_dir))
-    return cfg
+    return cfg if config_dir is None else resolve_paths(cfg, Path(config_dir))
 
 
 def set_key(raw: dict[str, Any], parts: tuple[str, ...], value: Any, *, source: str = TRIAL_SOURCE) -> None:

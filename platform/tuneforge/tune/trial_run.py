@@ -65,7 +65,8 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], inputs: TrialInpu
     trial_id = ctx.get_trial_id()
     name = f"trial-{trial_id}"
     if job.trainer.batch_ledger:  # concurrent trials must not append to one another's ledger
-        job.trainer.batch_ledger = str(Path(job.trainer.batch_ledger) / name)
+        ledger = str(Path(job.trainer.batch_ledger) / name)
+        job = job.model_copy(update={"trainer": job.trainer.model_copy(update={"batch_ledger": ledger})})
     client = TrackingClient(inputs.uri)
     run_id = client.create_child_run(
         inputs.parent_run_id,

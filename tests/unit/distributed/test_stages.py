@@ -44,6 +44,22 @@ def test_a_worker_group_that_cannot_start_says_what_it_waited_for_and_what_the_c
     assert "\n" not in line
 
 
+def test_a_start_timeout_inside_ray_trains_controller_error_is_recognised():
+    """Ray Train raises ``ControllerError`` holding the timeout as ``controller_failure``, not as a cause.
+
+    Found by ``tests/integration/test_worker_group_start.py``: the real error said "training failed
+    (ControllerError: ...)" instead of what the group waited for.
+    """
+    from ray.train import ControllerError
+
+    job = load_config(CONFIG)
+    exc = ControllerError(WorkerGroupStartupTimeoutError(num_workers=2))
+    assert exc.__cause__ is None
+    line = failure_message(exc, job, ({"CPU": 4.0}, {"CPU": 2.0}))
+    assert line.startswith("the worker group did not start: 2 tries of 60 s waiting for 2 workers x 0.5 CPU")
+    assert "the cluster has 4 CPUs, 2 free" in line and "\n" not in line
+
+
 def test_any_other_failure_names_its_root_cause_and_the_restarts_used():
     job = load_config(CONFIG)
     try:
