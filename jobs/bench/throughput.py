@@ -87,16 +87,19 @@ def platform_once(rank: int, world: int, args: argparse.Namespace, stage: int, s
     """One ``setup_engine`` + ``run_loop`` run of ``steps`` steps at ZeRO ``stage`` on this rank."""
     from tuneforge.training.engine import setup_engine
     from tuneforge.training.loop import run_loop
+    from tuneforge.training.objectives import objective_for
 
     train, evals = data(args)
     job = make_job(args, stage, world)
     model = build_tiny_model(job.model.tiny, args.vocab_size, seed=0)
-    engine = setup_engine(model, job, world, steps, torch.float32)
+    engine = setup_engine(model, job.trainer, job.distributed, world, steps, torch.float32)
     mbs = job.trainer.micro_batch_size
     result = run_loop(
         engine,
         NullTokenizer(),
-        job,
+        job.trainer,
+        zero_stage=job.distributed.zero_stage,
+        objective=objective_for(job.method),
         rank=rank,
         world=world,
         total_steps=steps,

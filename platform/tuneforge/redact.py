@@ -36,7 +36,6 @@ tracking layer what it logs, without either importing the other.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -237,18 +236,6 @@ def redact_mapping(obj: Any) -> Any:
     return obj
 
 
-def redacted_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``os.environ`` (or ``environ``) safe to print or record: credential variables as ``***``.
-
-    Covers :data:`SECRET_ENV_VARS` (MLflow, AWS, Azure, GCP, Hugging Face credentials) and every
-    variable the key rule matches (``*TOKEN*``, ``*KEY*``, ``*SECRET*``, ``*PASSWORD*``,
-    ``*PASSWD*``: ``PGPASSWORD``, ``SSH_KEY``), and redacts passwords in URIs held by the others
-    (``MLFLOW_TRACKING_URI=http://u:pw@host``).
-    """
-    source = os.environ if environ is None else environ
-    return {name: str(redact_value(name, value)) for name, value in source.items()}
-
-
 __all__ = [
     "HARMLESS_KEY_FRAGMENTS",
     "KEY_VALUE_WORDS",
@@ -265,5 +252,4 @@ __all__ = [
     "redact_text",
     "redact_uri",
     "redact_value",
-    "redacted_environment",
 ]

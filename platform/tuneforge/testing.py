@@ -7,6 +7,8 @@ gloo over loopback, so the engine and loop can be exercised (and timed) without 
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import shutil
 import tempfile
@@ -20,10 +22,41 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tuneforge.config import TrainerConfig
+from tuneforge.config import TinyModelConfig, TrainerConfig
 from tuneforge.net import free_port
 
 T = TypeVar("T")
+
+#: The tiny Llama shape tests use when the shape itself does not matter (pass ``len(tokenizer)`` as
+#: the vocabulary to ``build_tiny_model``): 2 blocks of width 32, 4 heads; builds in milliseconds.
+TINY_MODEL = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+
+#: What ``toy_tokenizer`` is trained on: ChatML turns with numbers, so chat prompts encode compactly.
+TOY_TEXTS: tuple[str, ...] = tuple(
+    f"<|im_start|>user\nhello world {i}<|im_end|>\n<|im_start|>assistant\nhi {i}<|im_end|>\n"
+    f"<|im_start|>user\nWhat is {i} plus {i % 5}?<|im_end|>\n<|im_start|>assistant\n{i + i % 5}<|im_end|>\n"
+    for i in range(30)
+)
+TOY_VOCAB = 300
+
+
+@functools.cache
+def _trained_toy_tokenizer() -> Any:
+    from tuneforge.models.tokenizer import train_bpe_tokenizer  # tokenizers, transformers: only when used
+
+    return train_bpe_tokenizer(TOY_TEXTS, TOY_VOCAB)
+
+
+def toy_tokenizer(out_dir: str | Path | None = None) -> Any:
+    """A byte-level BPE tokenizer (vocabulary 300, ChatML specials), trained once per process.
+
+    Each call returns its own copy (tests may change ``padding_side`` and the like); with ``out_dir``
+    it is also saved there, for code that loads a tokenizer directory.
+    """
+    tok = copy.deepcopy(_trained_toy_tokenizer())
+    if out_dir is not None:
+        tok.save_pretrained(str(out_dir))
+    return tok
 
 
 def init_process_group(rank: int, world_size: int, port: int) -> None:

@@ -20,6 +20,7 @@ from tuneforge.models.io import save_hf
 from tuneforge.testing import NullTokenizer, RecordingReporter, shard_batches, spawn, synthetic_batches
 from tuneforge.training.engine import seed_everything, setup_engine
 from tuneforge.training.loop import run_loop
+from tuneforge.training.objectives import objective_for
 
 VOCAB = 64
 SEQ = 32
@@ -76,14 +77,16 @@ def run_case(rank: int, world: int, case: dict[str, Any], root: Path) -> dict[st
     t = job.trainer
     seed_everything(t.seed)
     model = load_model(base_model_dir(root, t.seed), job.model)
-    engine = setup_engine(model, job, world, case["steps"], torch.float32)
+    engine = setup_engine(model, t, job.distributed, world, case["steps"], torch.float32)
     train, evals = data(case, "train"), data(case, "eval")
     keep = Path(case["keep_dir"]) if case.get("keep_dir") and rank == 0 else None
     reporter = RecordingReporter(keep_dir=keep)
     result = run_loop(
         engine,
         NullTokenizer(),
-        job,
+        t,
+        zero_stage=job.distributed.zero_stage,
+        objective=objective_for(job.method),
         rank=rank,
         world=world,
         total_steps=case["steps"],

@@ -38,7 +38,7 @@ def make_engine(root: Path, stage: int, world: int) -> Any:
     job = _dist.make_job({**trainer, "seed": 7}, stage, world)
     seed_everything(job.trainer.seed)
     model = load_model(_dist.base_model_dir(root, job.trainer.seed), job.model)
-    return setup_engine(model, job, world, TOTAL_STEPS, torch.float32)
+    return setup_engine(model, job.trainer, job.distributed, world, TOTAL_STEPS, torch.float32)
 
 
 def train(engine: Any, rank: int, world: int, first: int, steps: int) -> list[float]:

@@ -194,7 +194,7 @@ def run_case(name: str, stage: int, rank: int, world: int, base_dir: Path, out_r
     model = apply_method(model, job.method, tokenizer_dir=base_dir)
     trainable, total = count_parameters(model)
     expected = expected_trainable_params(model.config, job.method)
-    engine = setup_engine(model, job, world, STEPS, torch.float32)
+    engine = setup_engine(model, job.trainer, job.distributed, world, STEPS, torch.float32)
     x = batch()[rank * MICRO_BATCH : (rank + 1) * MICRO_BATCH]
     loss_before = _mean_loss(engine, x)
     gated = name == "freeze_gradual"
@@ -230,7 +230,7 @@ def run_case(name: str, stage: int, rank: int, world: int, base_dir: Path, out_r
         result["probe_shape"] = list(probe.shape)
         result["max_abs_diff"] = verify_checkpoint(ckpt, atol=1e-5)
         reloaded, tok = load_for_inference(ckpt)
-        result["generated"] = generate(reloaded, tok, PROMPTS, max_new_tokens=GEN_TOKENS, mode="chat")
+        result["generated"] = generate(reloaded, tok, PROMPTS, max_new_tokens=GEN_TOKENS, style="chat")
         result["generated_ids"] = greedy_ids(reloaded, tok, PROMPTS)
         result["decoded_ids"] = [tok.decode(ids, skip_special_tokens=True) for ids in result["generated_ids"]]
         result["live_ids"] = live_ids

@@ -148,7 +148,7 @@ def test_seed_changes_the_order_not_the_rows(ray_head, tmp_path: Path):
     def convs(seed: int) -> list[tuple]:
         job = _job(paths, tmp_path / "cache", seed=seed, weights=None)
         ensure_ray(job)
-        rows = _in_order(train_rows(build_plan(job), job)).iter_rows()
+        rows = _in_order(train_rows(build_plan(job), job.data, job.trainer)).iter_rows()
         return [(r["src"], *r["contents"]) for r in rows]  # record rows: source index + message contents
 
     a, b, c = convs(42), convs(42), convs(7)

@@ -16,6 +16,10 @@ reversed. Each test runs a short real job and checks behaviour:
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,6 +83,9 @@ def test_dpo_lora_prefers_chosen_on_its_training_pairs(dpo_lora):
     margins = _metric_history(s.run_id, "eval_reward_margin")
     assert len(margins) >= 3 and margins[-1] > margins[0]
     assert _metric_history(s.run_id, "eval_reward_accuracy")[-1] > 0.5
+    chosen, rejected = (_metric_history(s.run_id, f"eval_logps_{side}") for side in ("chosen", "rejected"))
+    assert len(chosen) == len(rejected) == len(margins)
+    assert chosen[-1] - rejected[-1] > chosen[0] - rejected[0]  # the log-prob gap moved to the chosen side
     assert s.eval_loss_after < s.eval_loss_before  # the DPO loss on held-out pairs fell
 
 
@@ -116,3 +123,20 @@ def test_gate_promotes_by_preference_accuracy(dpo_lora):
     assert d["candidate"]["mean"] > d["champion"]["mean"] and d["improvement"]["low"] > 0
     client = MlflowClient(resolve_tracking_uri(None))
     assert str(client.get_model_version_by_alias("pref-dpo", "champion").version) == dpo_lora.version
+
+
+def test_eval_preference_cli_reports_reward_accuracy_with_intervals(dpo_lora):
+    """The docs' `tuneforge eval MODEL --preference FILE --reference BASE` on the run's held-out pairs."""
+    run_dir = Path(dpo_lora.run_dir)
+    cmd = [
+        str(Path(sys.executable).parent / "tuneforge"), "eval", f"models:/pref-dpo/{dpo_lora.version}",
+        "--preference", str(run_dir / "eval.jsonl"), "--reference", str(run_dir / "base"), "--json",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    s = json.loads(out.stdout.strip().splitlines()[-1])
+    assert s["reference"] == str(run_dir / "base") and s["n"] >= 10
+    for name in ("preference_accuracy", "reward_accuracy", "reward_margin"):
+        assert s[name]["low"] <= s[name]["mean"] <= s[name]["high"], (name, s[name])
+    assert s["reward_accuracy"]["mean"] > 0.5 and s["reward_margin"]["mean"] > 0
+    assert "reward_accuracy" in out.stderr and "95% CI" in out.stderr

@@ -34,7 +34,6 @@ from tuneforge.tracking.redact import (
     redact_text,
     redact_uri,
     redact_value,
-    redacted_environment,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,7 +177,8 @@ def test_redact_mapping_recurses_and_keeps_input():
     assert redact_value("MLFLOW_TRACKING_TOKEN", 1234) == REDACTED
 
 
-def test_redacted_environment():
+def test_credential_environment_variables_redacted():
+    """An environment dumped into a config or tracking dict: credential variables are hidden by name."""
     env = {
         "MLFLOW_TRACKING_PASSWORD": PLANTED,
         "MLFLOW_TRACKING_TOKEN": PLANTED,
@@ -198,7 +198,7 @@ def test_redacted_environment():
         "PATH": "/usr/bin",
         "PWD": "/work",
     }
-    out = redacted_environment(env)
+    out = redact_mapping(env)
     assert PLANTED not in json.dumps(out)
     assert out["MLFLOW_TRACKING_URI"] == "http://u:***@h:5000"
     assert {k: out[k] for k in ("MLFLOW_TRACKING_USERNAME", "PATH", "PWD", "TOKENIZERS_PARALLELISM")} == {
@@ -207,7 +207,6 @@ def test_redacted_environment():
         "PWD": "/work",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    assert set(redacted_environment()) == set(os.environ)  # default: this process's environment
 
 
 def _job(**tracking) -> JobConfig:
@@ -257,13 +256,12 @@ def test_trust_remote_code_tag():
 @pytest.fixture(scope="module")
 def pickle_model_dir(tmp_path_factory) -> Path:
     """A tiny Llama saved the old way: ``pytorch_model.bin`` (pickle), no safetensors."""
-    from tuneforge.config import TinyModelConfig
-    from tuneforge.models.tokenizer import train_bpe_tokenizer
+    from tuneforge.testing import TINY_MODEL, toy_tokenizer
 
     out = tmp_path_factory.mktemp("pickle-model")
-    tok = train_bpe_tokenizer(["hello world, a tiny corpus for a tiny tokenizer"] * 20, 300)
+    tok = toy_tokenizer()
     model = build_tiny_model(
-        TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2),
+        TINY_MODEL,
         vocab_size=len(tok),
         seed=0,
         pad_token_id=tok.pad_token_id,

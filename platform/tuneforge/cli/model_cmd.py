@@ -54,15 +54,17 @@ def resolve_source(arg: str) -> Path:
 def generate_cmd(
     model: str = typer.Argument(..., help="Model or adapter directory, run directory, or MLflow run id."),
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="Prompt text; repeat for a batch."),
-    mode: str = typer.Option("chat", "--mode", help="chat | instruct (a user turn, trained template) | raw."),
+    style: str = typer.Option(
+        "chat", "--prompt-style", help="chat | instruct (a user turn, trained template) | raw."
+    ),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="Tokens to generate."),
     as_json: JsonFlag = False,
 ) -> None:
     """Generate greedy completions with a base, full, freeze or adapter (any method) model."""
-    from tuneforge.models.generation import MODES  # torch, transformers: only when a command runs
+    from tuneforge.models.generation import PROMPT_STYLES  # torch, transformers: only when a command runs
 
-    if mode not in MODES:
-        fail(f"--mode: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if style not in PROMPT_STYLES:
+        fail(f"--prompt-style: unknown prompt style {style!r}; expected one of {', '.join(PROMPT_STYLES)}")
     _quiet_transformers()
     with user_errors():
         from tuneforge.data.trained_format import find_format
@@ -73,12 +75,12 @@ def generate_cmd(
         loaded, tokenizer = load_for_inference(path)
         fmt = find_format(path)  # the template it was trained with; unrecorded: the tokenizer's own
         template = fmt.template if fmt else "auto"
-        completions = generate(loaded, tokenizer, prompt, max_new_tokens, mode, template)
+        completions = generate(loaded, tokenizer, prompt, max_new_tokens, style, template)
     for p, c in zip(prompt, completions, strict=True):
         print(c if len(prompt) == 1 else f"[{p}] {c}", flush=True)
     if as_json:
         rows = [{"prompt": p, "completion": c} for p, c in zip(prompt, completions, strict=True)]
-        print(json.dumps({"model": str(path), "mode": mode, "completions": rows}), flush=True)
+        print(json.dumps({"model": str(path), "prompt_style": style, "completions": rows}), flush=True)
 
 
 def export_cmd(

@@ -14,15 +14,13 @@ from tuneforge.data.encode import (
 from tuneforge.data.errors import DataError
 from tuneforge.data.formats import SUPPORTED_FORMATS, FormatSpec, detect_format, record_to_ir
 from tuneforge.data.ir import ROLES, Conversation, Message
-from tuneforge.data.packing import collate, pack_examples, pad_examples, padding_share, to_model_inputs
+from tuneforge.data.packing import collate, pack_examples, pad_examples, to_model_inputs
 from tuneforge.data.readers import (
     ParsedFile,
     ProblemLog,
-    parse_bytes,
     read_conversations,
     read_source,
 )
-from tuneforge.data.split import is_eval
 from tuneforge.data.templates import (
     CHATML,
     IGNORE_INDEX,
@@ -52,12 +50,9 @@ __all__ = [
     "encode_conversation",
     "encode_record",
     "get_template",
-    "is_eval",
     "pack_examples",
     "pad_examples",
-    "padding_share",
     "prompt_text",
-    "parse_bytes",
     "read_conversations",
     "read_source",
     "record_to_ir",

@@ -23,7 +23,7 @@ The pad tail of a block is one more "document": ``pad_id`` tokens, labels ``-100
 0, 1, 2, ... It attends only to itself, and nothing attends to it, so it changes no real logit.
 
 Padded rows (``pad_examples``) keep an ``attention_mask`` (1 real, 0 pad); its presence is what
-tells ``to_model_inputs`` (and ``padding_share``) which kind of batch it has.
+tells ``to_model_inputs`` which kind of batch it has.
 """
 
 from __future__ import annotations
@@ -71,26 +71,6 @@ def pack_examples(
         block["labels"] += [IGNORE_INDEX] * tail
         block["position_ids"] += range(tail)
     return blocks
-
-
-def _padding_tokens(row: dict[str, list[int]]) -> int:
-    if "attention_mask" in row:
-        return row["attention_mask"].count(0)
-    # Packed: the pad tail is the block's last "document" (from its last position 0) when none of its
-    # labels is trained. A real document always has a trained label after its first token
-    # (encode_conversation drops records without one and trains no header token), so it never matches.
-    positions = row["position_ids"]
-    start = len(positions) - 1 - positions[::-1].index(0)
-    return len(positions) - start if all(label == IGNORE_INDEX for label in row["labels"][start:]) else 0
-
-
-def padding_share(blocks: Sequence[dict[str, list[int]]]) -> float:
-    """Fraction of all token slots in ``blocks`` that are padding (0.0 for no blocks).
-
-    Works for padded rows (``attention_mask`` zeros) and packed blocks (their untrained last document).
-    """
-    total = sum(len(b["input_ids"]) for b in blocks)
-    return sum(_padding_tokens(b) for b in blocks) / total if total else 0.0
 
 
 def pad_examples(

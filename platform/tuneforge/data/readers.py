@@ -97,7 +97,7 @@ def _check_policy(on_bad: str) -> None:
 class RecordStream:
     """Iterate one file's good records without holding them all; format and problems fill in as it goes.
 
-    The driver's plan scans files with this (keeping only content hashes), and ``parse_bytes`` is
+    The driver's plan scans files with this (keeping only content hashes), and a Ray task's re-parse is
     ``list(stream)``: one code path decides what a record is, so a re-parse in a Ray task keeps
     exactly the records the driver counted.
     """
@@ -159,18 +159,6 @@ class RecordStream:
             yield conv
         if self.seen == 0:
             raise DataError("file is empty: no records", source, kind="empty_file")
-
-
-def parse_bytes(
-    data: bytes,
-    source: str,
-    fmt: str | FormatSpec = "auto",
-    *,
-    on_bad: str = "error",
-    max_errors: int = 50,
-) -> ParsedFile:
-    """Parse one file's bytes; ``source`` is its path (the extension picks the file type)."""
-    return _parsed(RecordStream(data, source, fmt, on_bad=on_bad, max_errors=max_errors), source, fmt)
 
 
 def _parsed(stream: RecordStream, source: str, fmt_arg: str | FormatSpec) -> ParsedFile:

@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import hashlib
 
-from tuneforge.data.ir import Conversation
 
-
-def is_eval(conv: Conversation, eval_fraction: float, seed: int) -> bool:
-    """True for about ``eval_fraction`` of records.
+def is_eval_hash(content_hash: str, eval_fraction: float, seed: int) -> bool:
+    """True for about ``eval_fraction`` of records, from a record's content hash (the plan keeps only hashes).
 
     ``sha256(f"{seed}:{content_hash}")`` read as a number in [0, 1) is uniform, so the share is right
     in expectation, and a different seed draws an independent split.
     """
-    return is_eval_hash(conv.content_hash(), eval_fraction, seed)
-
-
-def is_eval_hash(content_hash: str, eval_fraction: float, seed: int) -> bool:
-    """``is_eval`` from a record's content hash (the driver's plan keeps only hashes)."""
     if not 0.0 <= eval_fraction <= 1.0:
         raise ValueError(f"eval_fraction must be in [0, 1], got {eval_fraction}")
     digest = hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()

@@ -49,7 +49,7 @@ import ray
 import ray.data
 from ray.data import Datasink
 
-from tuneforge.config import JobConfig
+from tuneforge.config import DataConfig, JobConfig, TrainerConfig
 from tuneforge.data import token_cache
 from tuneforge.data.plan import DataPlan, RecordVisitor, plan_data, plan_stats
 from tuneforge.data.record_rows import (
@@ -91,17 +91,16 @@ class PreparedData:
 # -- the job's settings, as the pure code takes them -----------------------------------------------------
 
 
-def plan_settings(job: JobConfig) -> PlanSettings:
-    d = job.data
+def plan_settings(data: DataConfig, trainer: TrainerConfig) -> PlanSettings:
     return PlanSettings(
-        d.dedup, d.near_dedup, d.eval_fraction, job.trainer.seed, d.on_bad_record, d.max_records
+        data.dedup, data.near_dedup, data.eval_fraction, trainer.seed, data.on_bad_record, data.max_records
     )
 
 
-def encode_settings(job: JobConfig) -> EncodeSettings:
-    d = job.data
+def encode_settings(data: DataConfig, trainer: TrainerConfig) -> EncodeSettings:
+    d = data
     return EncodeSettings(
-        d.template, job.trainer.max_seq_len, d.packing, d.train_on_prompt, d.last_turn_only, d.truncation
+        d.template, trainer.max_seq_len, d.packing, d.train_on_prompt, d.last_turn_only, d.truncation
     )
 
 
@@ -120,9 +119,11 @@ def build_plan(job: JobConfig, visitors: Sequence[RecordVisitor] = ()) -> DataPl
     )
 
 
-def cache_key(job: JobConfig, plan: DataPlan, tokenizer_dir: str) -> str:
-    """Content hash of everything that decides the tokenized rows of this job."""
-    return token_cache.cache_key(plan, tokenizer_dir, plan_settings(job), encode_settings(job))
+def cache_key(data: DataConfig, trainer: TrainerConfig, plan: DataPlan, tokenizer_dir: str) -> str:
+    """Content hash of everything that decides the tokenized rows of a job with these sections."""
+    return token_cache.cache_key(
+        plan, tokenizer_dir, plan_settings(data, trainer), encode_settings(data, trainer)
+    )
 
 
 def cache_root(job: JobConfig) -> Path:
@@ -133,34 +134,33 @@ def cache_root(job: JobConfig) -> Path:
 # -- Ray Data --------------------------------------------------------------------------------------------
 
 
-def _group(job: JobConfig, target: str) -> str:
+def _group(data: DataConfig, target: str) -> str:
     """Which files split ``target`` comes from: eval_files when given (for eval), else train_files."""
-    return "eval" if target == "eval" and job.data.eval_files else "train"
+    return "eval" if target == "eval" and data.eval_files else "train"
 
 
-def _n_sources(plan: DataPlan, job: JobConfig, target: str) -> int:
-    group = _group(job, target)
+def _n_sources(plan: DataPlan, data: DataConfig, target: str) -> int:
+    group = _group(data, target)
     return sum(1 for sp in plan.sources if sp.split == group)
 
 
-def _split_dataset(plan: DataPlan, job: JobConfig, target: str) -> ray.data.Dataset:
+def _split_dataset(plan: DataPlan, data: DataConfig, seed: int, target: str) -> ray.data.Dataset:
     """The record rows of split ``target``: from train_files (hash split) or from eval_files when given."""
-    d = job.data
-    items = file_items(plan, _group(job, target))
+    items = file_items(plan, _group(data, target))
     rules = SplitRules.of(
         plan,
         target,
-        eval_fraction=d.eval_fraction,
-        seed=job.trainer.seed,
-        has_eval_files=bool(d.eval_files),
-        on_bad=d.on_bad_record,
+        eval_fraction=data.eval_fraction,
+        seed=seed,
+        has_eval_files=bool(data.eval_files),
+        on_bad=data.on_bad_record,
     )
     return ray.data.from_items(items, override_num_blocks=max(1, len(items))).flat_map(
         partial(file_rows, rules=rules)
     )
 
 
-def train_rows(plan: DataPlan, job: JobConfig) -> ray.data.Dataset:
+def train_rows(plan: DataPlan, data: DataConfig, trainer: TrainerConfig) -> ray.data.Dataset:
     """The mixed train split's record rows in training order (a seeded global shuffle).
 
     Ray's ``random_shuffle`` with an integer seed is deterministic across executions (verified on
@@ -171,8 +171,8 @@ def train_rows(plan: DataPlan, job: JobConfig) -> ray.data.Dataset:
     proportional random sample of the whole mix. ``max_records`` then takes the first rows of that
     order: a quick run trains a sample of the whole mix, not the first file.
     """
-    ds = _split_dataset(plan, job, "train").random_shuffle(seed=shuffle_seed(job.trainer.seed))
-    return ds.limit(job.data.max_records) if job.data.max_records else ds
+    ds = _split_dataset(plan, data, trainer.seed, "train").random_shuffle(seed=shuffle_seed(trainer.seed))
+    return ds.limit(data.max_records) if data.max_records else ds
 
 
 @lru_cache(maxsize=4)
@@ -194,12 +194,14 @@ def _tokenize_batch(
     )
 
 
-def _tokenized(ds: ray.data.Dataset, job: JobConfig, tokenizer_dir: str, n_sources: int) -> ray.data.Dataset:
+def _tokenized(
+    ds: ray.data.Dataset, settings: EncodeSettings, tokenizer_dir: str, n_sources: int
+) -> ray.data.Dataset:
     return ds.map_batches(
         _tokenize_batch,  # type: ignore[arg-type]  # Ray types fn as one-argument; fn_kwargs fills the rest
         batch_size=256,
         batch_format="pyarrow",
-        fn_kwargs={"tokenizer_dir": tokenizer_dir, "settings": encode_settings(job), "n_sources": n_sources},
+        fn_kwargs={"tokenizer_dir": tokenizer_dir, "settings": settings, "n_sources": n_sources},
     )
 
 
@@ -235,13 +237,19 @@ class OrderedParquetSink(Datasink[None]):
                 writer.write_table(table if table.schema.equals(schema) else table.cast(schema))
 
 
-def _write_entry(job: JobConfig, plan: DataPlan, tokenizer_dir: str, entry: Path) -> dict[str, Any]:
+def _write_entry(
+    data: DataConfig, trainer: TrainerConfig, plan: DataPlan, tokenizer_dir: str, entry: Path
+) -> dict[str, Any]:
     """Tokenize both splits straight into Parquet under a temp dir, then publish it atomically."""
-    splits = {"train": train_rows(plan, job), "eval": _split_dataset(plan, job, "eval")}
+    splits = {
+        "train": train_rows(plan, data, trainer),
+        "eval": _split_dataset(plan, data, trainer.seed, "eval"),
+    }
+    settings = encode_settings(data, trainer)
     stats: dict[str, Any] = {}
     with token_cache.staged(entry) as tmp:
         for name, raw in splits.items():
-            ds = _tokenized(raw, job, tokenizer_dir, _n_sources(plan, job, name))
+            ds = _tokenized(raw, settings, tokenizer_dir, _n_sources(plan, data, name))
             # A Dataset runs with the DataContext copied when its source was created (from_items), so
             # the order is asked for on the dataset itself: blocks keep their order through the
             # shuffle's input, tokenizing and writing, and file names follow block order
@@ -249,7 +257,7 @@ def _write_entry(job: JobConfig, plan: DataPlan, tokenizer_dir: str, entry: Path
             ds.context.execution_options.preserve_order = True
             ds.write_datasink(OrderedParquetSink(str(tmp / name)))
             (tmp / name).mkdir(parents=True, exist_ok=True)  # an empty split writes no file
-            stats.update(token_cache.split_stats(tmp / name, name, job.trainer.max_seq_len))
+            stats.update(token_cache.split_stats(tmp / name, name, trainer.max_seq_len))
         return token_cache.publish(tmp, entry, stats)
 
 
@@ -272,7 +280,7 @@ def build_datasets(
     """
     d = job.data
     plan = plan or build_plan(job)
-    entry = cache_root(job) / cache_key(job, plan, tokenizer_dir)
+    entry = cache_root(job) / cache_key(d, job.trainer, plan, tokenizer_dir)
     manifest = token_cache.read_manifest(entry) if d.cache else None
     hit = manifest is not None
     if manifest is None:
@@ -280,7 +288,7 @@ def build_datasets(
             token_cache.clear_unfinished(entry)  # no valid manifest: an unfinished or foreign entry
         elif entry.exists():
             shutil.rmtree(entry)  # cache off: always tokenize afresh
-        manifest = _write_entry(job, plan, tokenizer_dir, entry)
+        manifest = _write_entry(d, job.trainer, plan, tokenizer_dir, entry)
     stats: dict[str, Any] = {**manifest["stats"], **plan_stats(plan), "cache_hit": int(hit)}
     columns = MODEL_COLUMNS_PACKED if d.packing else MODEL_COLUMNS_PADDED
     report = {

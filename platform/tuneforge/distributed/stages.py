@@ -23,7 +23,7 @@ from typing import Any
 import ray
 import ray.train
 
-from tuneforge.config import JobConfig
+from tuneforge.config import JobConfig, config_hash
 from tuneforge.data.holdout import HoldoutWriter
 from tuneforge.data.plan import DataPlan, TextSample
 from tuneforge.data.preference.plan import PreferencePlan, plan_preference, write_pairs
@@ -280,7 +280,11 @@ def log_model(
     """
     fmt = trained_format(job, prepared.tok_dir)
     plan = prepared.plan if isinstance(prepared.plan, DataPlan) else None  # preference: files hashed here
-    tags = {**lineage_tags(job, run_id, eval_hash, fmt, plan), **(extra_tags or {})}
+    lineage = lineage_tags(
+        run_id, model=job.model, method=job.method, data=job.data, job_hash=config_hash(job),
+        eval_hash=eval_hash, fmt=fmt, plan=plan,
+    )  # fmt: skip
+    tags = {**lineage, **(extra_tags or {})}
     if registrable(job.method.name):
         model_dir, adapter_dir = ckpt, None
         if job.method.name in MERGEABLE_ADAPTERS:

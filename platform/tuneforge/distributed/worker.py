@@ -28,6 +28,7 @@ from tuneforge.training.checkpoint import load_resume_state
 from tuneforge.training.checkpoint_store import StoredCheckpoint, incomplete_reason, latest_resumable, prune
 from tuneforge.training.engine import configure_accelerator, seed_everything, setup_engine
 from tuneforge.training.loop import run_loop
+from tuneforge.training.objectives import objective_for
 from tuneforge.training.replay import ReplayableBatches
 from tuneforge.training.trainer_state import TrainerState
 
@@ -217,7 +218,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         tokenizer_dir=args.tokenizer_dir,
     )
     trainable, total = count_parameters(model)
-    engine = setup_engine(model, job, world, args.total_steps, dtype)
+    engine = setup_engine(model, job.trainer, job.distributed, world, args.total_steps, dtype)
     reporter = RayReporter(
         rank,
         args.tracking_uri,
@@ -264,7 +265,9 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     run_loop(
         engine,
         tokenizer,
-        job,
+        job.trainer,
+        zero_stage=job.distributed.zero_stage,
+        objective=objective_for(job.method),
         rank=rank,
         world=world,
         total_steps=args.total_steps,

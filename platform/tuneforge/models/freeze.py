@@ -149,9 +149,3 @@ def on_optimizer_step(model: nn.Module, step: int) -> None:
     unfreezer = getattr(model, _UNFREEZER_ATTR, None)
     if unfreezer is not None:
         unfreezer.set_step(step)
-
-
-def unfrozen_layers(model: nn.Module) -> int | None:
-    """Blocks currently receiving gradients under gradual unfreezing; None without it."""
-    unfreezer = getattr(model, _UNFREEZER_ATTR, None)
-    return unfreezer.active_layers() if unfreezer is not None else None

@@ -6,10 +6,10 @@ Choices, each forced by a trap measured on peft 0.21 / transformers 5.23 (see FA
   P- and prefix tuning break with ``cache_implementation="static"``; so neither is ever passed;
 * **left padding** for batches, so every row's last prompt token sits at the end and new tokens are
   appended right after it (right padding would make rows continue from pad tokens);
-* **prompts rendered like training**: ``chat`` and ``instruct`` wrap the text as a user turn in the
-  template the model was trained with (``tuneforge_format.json`` of its run; the tokenizer's own
-  template for a base that has one; Alpaca records are trained as exactly such a user turn), ``raw``
-  passes the text as is;
+* **prompts rendered like training**, by *prompt style* (not a tuning mode): ``chat`` and
+  ``instruct`` wrap the text as a user turn in the template the model was trained with
+  (``tuneforge_format.json`` of its run; the tokenizer's own template for a base that has one; Alpaca
+  records are trained as exactly such a user turn), ``raw`` passes the text as is;
 * **greedy decoding**: reproducible answers for checks and demos.
 """
 
@@ -27,22 +27,23 @@ from transformers import AutoModelForCausalLM
 from tuneforge.data import Conversation, Message, prompt_text, render_prompt
 from tuneforge.models.tokenizer import load_tokenizer
 
-Mode = Literal["chat", "instruct", "raw"]
-MODES: tuple[str, ...] = ("chat", "instruct", "raw")
+#: How a prompt is rendered before generation (not a tuning mode: those are ``tuneforge.modes``).
+PromptStyle = Literal["chat", "instruct", "raw"]
+PROMPT_STYLES: tuple[str, ...] = ("chat", "instruct", "raw")
 
 
-def build_prompt(text: str, mode: str = "chat", template: str = "chatml", tokenizer: Any = None) -> str:
-    """The exact string the model sees for ``text`` in ``mode``.
+def build_prompt(text: str, style: str = "chat", template: str = "chatml", tokenizer: Any = None) -> str:
+    """The exact string the model sees for ``text`` in prompt style ``style``.
 
     With a ``tokenizer``, ``template`` may be ``tokenizer``/``auto`` (the model's own chat template).
     """
-    if mode == "raw":
+    if style == "raw":
         return text
-    if mode in ("chat", "instruct"):
+    if style in ("chat", "instruct"):
         if tokenizer is not None:
             return prompt_text(Conversation((Message("user", text),)), tokenizer, template)
         return render_prompt([Message("user", text)], template)
-    raise ValueError(f"unknown generation mode {mode!r}; expected one of {', '.join(MODES)}")
+    raise ValueError(f"unknown prompt style {style!r}; expected one of {', '.join(PROMPT_STYLES)}")
 
 
 @torch.no_grad()
@@ -51,17 +52,17 @@ def generate(
     tokenizer: Any,
     prompts: Sequence[str],
     max_new_tokens: int = 32,
-    mode: str = "chat",
+    style: str = "chat",
     template: str = "chatml",
 ) -> list[str]:
     """Greedy completions for ``prompts`` (one batch, left padded); returns only the new text."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1 (got {max_new_tokens})")
-    texts = [build_prompt(p, mode, template, tokenizer) for p in prompts]
+    texts = [build_prompt(p, style, template, tokenizer) for p in prompts]
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=(mode == "raw"))
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=(style == "raw"))
     finally:
         tokenizer.padding_side = old_side
     device = next(model.parameters()).device

@@ -14,7 +14,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tuneforge.config import JobConfig, config_hash
+from tuneforge.config import DataConfig, MethodConfig, ModelConfig
 from tuneforge.data.files import sha256_file
 from tuneforge.data.plan import DataPlan
 from tuneforge.data.trained_format import FORMAT_TAG, TrainedFormat
@@ -48,9 +48,9 @@ def _planned_digest(plan: DataPlan | None, role: str, index: int, path: str) -> 
     return sp.sha256
 
 
-def _data_lineage(job: JobConfig, plan: DataPlan | None = None) -> list[dict[str, object]]:
+def _data_lineage(data: DataConfig, plan: DataPlan | None = None) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
-    for role, specs in (("train", job.data.train_files), ("eval", job.data.eval_files)):
+    for role, specs in (("train", data.train_files), ("eval", data.eval_files)):
         for i, s in enumerate(specs):
             digest = _planned_digest(plan, role, i, str(s.path))
             if digest is None:
@@ -61,25 +61,31 @@ def _data_lineage(job: JobConfig, plan: DataPlan | None = None) -> list[dict[str
 
 
 def lineage_tags(
-    job: JobConfig,
     run_id: str,
+    *,
+    model: ModelConfig,
+    method: MethodConfig,
+    data: DataConfig,
+    job_hash: str,
     eval_hash: str | None = None,
     fmt: TrainedFormat | None = None,
     plan: DataPlan | None = None,
 ) -> dict[str, str]:
     """String tags for the registered version (MLflow tag values are strings, <= 5000 chars).
 
-    ``fmt`` (template, length, masks as trained) is what every later scorer of the version renders
-    with; ``plan`` (the run's data plan) gives the data files' hashes without reading them again.
+    ``model``, ``method`` and ``data`` are the sections of the job that trained the version and
+    ``job_hash`` is that job's ``config_hash``. ``fmt`` (template, length, masks as trained) is what
+    every later scorer of the version renders with; ``plan`` (the run's data plan) gives the data
+    files' hashes without reading them again.
     """
-    method = job.method.model_dump(mode="json")
+    knobs = method.model_dump(mode="json")
     tags = {
         "tuneforge.run_id": run_id,
-        "tuneforge.base": str(job.model.name_or_path or "tiny-llama-from-config"),
-        "tuneforge.method": job.method.name,
-        "tuneforge.method.knobs": json.dumps(method, sort_keys=True)[:5000],
-        "tuneforge.data": json.dumps(_data_lineage(job, plan), sort_keys=True)[:5000],
-        "tuneforge.config_hash": config_hash(job),
+        "tuneforge.base": str(model.name_or_path or "tiny-llama-from-config"),
+        "tuneforge.method": method.name,
+        "tuneforge.method.knobs": json.dumps(knobs, sort_keys=True)[:5000],
+        "tuneforge.data": json.dumps(_data_lineage(data, plan), sort_keys=True)[:5000],
+        "tuneforge.config_hash": job_hash,
         "tuneforge.git_commit": git_commit(Path(__file__).resolve().parent),
     }
     if eval_hash:

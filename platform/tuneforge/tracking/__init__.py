@@ -15,7 +15,7 @@ from tuneforge.tracking.models import (
     pip_requirements,
     register_model,
 )
-from tuneforge.tracking.redact import redact_mapping, redact_value, redacted_environment
+from tuneforge.tracking.redact import redact_mapping, redact_value
 from tuneforge.tracking.store import (
     end_run,
     experiment_id_for,
@@ -56,7 +56,6 @@ __all__ = [
     "redact_mapping",
     "redact_uri",
     "redact_value",
-    "redacted_environment",
     "register_model",
     "reopen_run",
     "resolve_tracking_uri",

@@ -20,7 +20,6 @@ from tuneforge.redact import (
     redact_text,
     redact_uri,
     redact_value,
-    redacted_environment,
 )
 
 __all__ = [
@@ -39,5 +38,4 @@ __all__ = [
     "redact_text",
     "redact_uri",
     "redact_value",
-    "redacted_environment",
 ]

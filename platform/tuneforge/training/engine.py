@@ -15,7 +15,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 from transformers import get_scheduler
 
-from tuneforge.config import JobConfig, TrainerConfig
+from tuneforge.config import DistributedConfig, TrainerConfig
 from tuneforge.training.ds_config import build_ds_config
 
 if TYPE_CHECKING:
@@ -147,19 +147,23 @@ def build_scheduler(
 
 
 def setup_engine(
-    model: torch.nn.Module, job: JobConfig, world_size: int, total_steps: int, dtype: torch.dtype
+    model: torch.nn.Module,
+    trainer: TrainerConfig,
+    dist: DistributedConfig,
+    world_size: int,
+    total_steps: int,
+    dtype: torch.dtype,
 ) -> TrainingEngine:
-    """Wrap ``model`` in a DeepSpeed engine configured from the job spec."""
+    """Wrap ``model`` in a DeepSpeed engine configured from the job's trainer and distributed sections."""
     import deepspeed
 
-    t = job.trainer
-    optimizer = build_optimizer(model, t.lr, t.weight_decay)
-    scheduler = build_scheduler(optimizer, t, total_steps)
+    optimizer = build_optimizer(model, trainer.lr, trainer.weight_decay)
+    scheduler = build_scheduler(optimizer, trainer, total_steps)
     engine: TrainingEngine
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         optimizer=optimizer,
         lr_scheduler=scheduler,
-        config=build_ds_config(t, job.distributed, world_size, dtype),
+        config=build_ds_config(trainer, dist, world_size, dtype),
     )
     return engine

@@ -22,13 +22,13 @@ from typing import Protocol
 
 import torch
 
-from tuneforge.config import JobConfig
+from tuneforge.config import TrainerConfig
 from tuneforge.models.freeze import on_optimizer_step
 from tuneforge.training.checkpoint import SavableTokenizer, probe_logits, save_checkpoint
 from tuneforge.training.checkpoint_store import fingerprint
 from tuneforge.training.early_stopping import EarlyStopper
 from tuneforge.training.engine import TrainingEngine, seed_everything
-from tuneforge.training.objectives import TrainingObjective, all_reduce_sum, objective_for
+from tuneforge.training.objectives import TrainingObjective, all_reduce_sum
 from tuneforge.training.rng import capture
 from tuneforge.training.trainer_state import TrainerState
 
@@ -107,8 +107,10 @@ class BatchLedger:
 def run_loop(
     engine: TrainingEngine,
     tokenizer: SavableTokenizer,
-    job: JobConfig,
+    trainer: TrainerConfig,
     *,
+    zero_stage: int,
+    objective: TrainingObjective,
     rank: int,
     world: int,
     total_steps: int,
@@ -119,7 +121,6 @@ def run_loop(
     config_hash: str,
     start: TrainerState | None = None,
     stop_requested: Callable[[], bool] | None = None,
-    objective: TrainingObjective | None = None,
 ) -> LoopResult:
     """Train for ``total_steps`` optimizer steps (fewer if early stopping fires), cycling epochs.
 
@@ -130,13 +131,13 @@ def run_loop(
     true on any rank (SIGTERM: a preemption notice) all ranks save one and :class:`Preempted` is
     raised. The final checkpoint is saved and reported either way; the final metrics carry
     ``stopped_early`` (0/1) and ``best_eval_loss`` (the lowest eval loss seen, the pre-training one
-    included). ``objective`` (default: the method's, ``training/objectives.py``) gives each
-    micro-batch's loss and each evaluation's metrics. A fresh run re-seeds the RNGs here so that
+    included). ``objective`` (the method's: ``objective_for(job.method)``, ``training/objectives.py``)
+    gives each micro-batch's loss and each evaluation's metrics; ``zero_stage`` is the job's
+    ``distributed.zero_stage`` (how checkpoints are saved). A fresh run re-seeds the RNGs here so that
     dropout draws do not depend on how many random numbers model building consumed (LoRA init,
     say): same seed, same data -> same losses.
     """
-    t = job.trainer
-    objective = objective or objective_for(job.method)
+    t = trainer
 
     extras: dict[str, float] = {}  # the last evaluation's other metrics (reward accuracy, ...)
 
@@ -148,7 +149,7 @@ def run_loop(
         return metrics["eval_loss"]
 
     stopper = EarlyStopper.from_config(t.early_stopping)
-    stage = job.distributed.zero_stage
+    stage = zero_stage
     vocab = int(engine.module.config.vocab_size)
     pos = _Position()
     if start is None:

@@ -145,6 +145,8 @@ class PreferenceObjective:
         self.objective = method.objective
         self.knobs = knobs_of(method)
         self.reference = method.resolved_reference()
+        #: the last forward's summed reply log-probs (chosen/desirable, rejected/undesirable), detached
+        self.last_logps: tuple[torch.Tensor, torch.Tensor] = (torch.zeros(0), torch.zeros(0))
 
     def _reference_off(self, engine: TrainingEngine) -> contextlib.AbstractContextManager[None]:
         """The adapter switched off: the frozen base is the reference (peft's ``disable_adapter``)."""
@@ -173,6 +175,8 @@ class PreferenceObjective:
             mask = torch.cat([batch["completion_attention_mask"], batch["kl_attention_mask"]])
             logps, _ = _logps(engine, ids, labels, mask)
             policy, kl = logps.chunk(2)
+            good = batch["kto_label"].bool()
+            self.last_logps = (policy.detach()[good], policy.detach()[~good])
             ref, ref_kl = self._ref(engine, batch, ("completion", "kl"))
             return kto_loss(
                 self.knobs, logps=policy, ref_logps=ref, kl_logps=kl.detach(), ref_kl_logps=ref_kl,
@@ -184,6 +188,7 @@ class PreferenceObjective:
         logits = _logits(engine, ids, mask)
         logps, counts = sequence_logps(logits, labels)
         chosen, rejected = logps.chunk(2)
+        self.last_logps = (chosen.detach(), rejected.detach())
         n_chosen, n_rejected = counts.chunk(2)
         refs: list[torch.Tensor | None] = [None, None]
         if self.reference != "none":
@@ -210,21 +215,24 @@ class PreferenceObjective:
     def evaluate(
         self, engine: TrainingEngine, batches: Iterable[Batch], device: torch.device
     ) -> dict[str, float]:
-        """Pair-weighted loss, reward accuracy and margin, and mean reply log-probs over all ranks.
+        """Pair-weighted loss, reward accuracy and margin, mean rewards and mean summed reply log-probs.
 
         KTO has no pairs: its accuracy is the share of replies whose reward has the label's sign
         (desirable > 0, undesirable < 0) and its margin is the mean desirable minus the mean
         undesirable reward.
         """
         engine.eval()
-        sums = [0.0] * 8
+        sums = [0.0] * 10
         for batch in batches:
             on_device = _to_device(batch, device)
             out = self.forward(engine, on_device)
-            for i, value in enumerate(_eval_terms(out, self.objective, on_device)):
+            terms = [*_eval_terms(out, self.objective, on_device), *(float(x.sum()) for x in self.last_logps)]
+            for i, value in enumerate(terms):
                 sums[i] += value
         engine.train()
-        (loss, n, correct, margin, chosen_r, n_chosen, rejected_r, n_rejected) = all_reduce_sum(sums, device)
+        (loss, n, correct, margin, chosen_r, n_chosen, rejected_r, n_rejected, chosen_lp, rejected_lp) = (
+            all_reduce_sum(sums, device)
+        )
         if not n:
             return {"eval_loss": math.nan}
         return {
@@ -234,6 +242,8 @@ class PreferenceObjective:
             chosen_r / max(n_chosen, 1) - rejected_r / max(n_rejected, 1),
             "eval_rewards_chosen": chosen_r / max(n_chosen, 1),
             "eval_rewards_rejected": rejected_r / max(n_rejected, 1),
+            "eval_logps_chosen": chosen_lp / max(n_chosen, 1),
+            "eval_logps_rejected": rejected_lp / max(n_rejected, 1),
         }  # fmt: skip
 
 
@@ -245,9 +255,7 @@ def _trimmed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """
     masks = [v for k, v in batch.items() if k.endswith("_attention_mask")]
     width = max(2, max(int(m.sum(-1).max()) for m in masks))
-    return {
-        k: v[:, :width] if v.dim() == 2 and not k.startswith("ref_") else v for k, v in batch.items()
-    }
+    return {k: v[:, :width] if v.dim() == 2 and not k.startswith("ref_") else v for k, v in batch.items()}
 
 
 def _eval_terms(out: PreferenceOutput, objective: str, batch: dict[str, torch.Tensor]) -> Iterator[float]:

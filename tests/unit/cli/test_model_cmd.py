@@ -15,18 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuneforge.config import IA3Method, LoraMethod, PrefixTuningMethod, TinyModelConfig
+from tuneforge.config import IA3Method, LoraMethod, PrefixTuningMethod
 from tuneforge.models.factory import build_tiny_model
 from tuneforge.models.generation import build_prompt, generate, load_for_inference
 from tuneforge.models.io import save_hf
 from tuneforge.models.methods import apply_method
-from tuneforge.models.tokenizer import train_bpe_tokenizer
+from tuneforge.testing import TINY_MODEL, toy_tokenizer
 
 EXE = str(Path(sys.executable).parent / "tuneforge")
-TEXTS = [
-    f"<|im_start|>user\nhello world {i}<|im_end|>\n<|im_start|>assistant\nhi {i}<|im_end|>\n"
-    for i in range(30)
-]
 
 
 def _run(*args: str, home: Path) -> subprocess.CompletedProcess:
@@ -37,10 +33,9 @@ def _run(*args: str, home: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    tok = train_bpe_tokenizer(TEXTS, 300)
-    cfg = TinyModelConfig(hidden_size=32, intermediate_size=64)
+    tok = toy_tokenizer()
     base = build_tiny_model(
-        cfg, len(tok), seed=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
+        TINY_MODEL, len(tok), seed=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
     )
     base_dir = save_hf(base, tok, root / "base")
     dirs = {"base": base_dir}
@@ -62,11 +57,11 @@ def models(tmp_path_factory):
     return dirs
 
 
-def test_build_prompt_modes():
+def test_build_prompt_styles():
     assert build_prompt("hi", "raw") == "hi"
     assert build_prompt("hi", "chat") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert build_prompt("hi", "instruct") == build_prompt("hi", "chat")  # Alpaca trains as a user turn
-    with pytest.raises(ValueError, match="unknown generation mode"):
+    with pytest.raises(ValueError, match="unknown prompt style"):
         build_prompt("hi", "poem")
 
 
@@ -85,7 +80,7 @@ def test_generate_cli_json_for_base_and_adapter(models, tmp_path):
         out = _run(*args, home=tmp_path)
         assert out.returncode == 0, out.stderr
         summary = json.loads(out.stdout.strip().splitlines()[-1])
-        assert summary["mode"] == "chat" and summary["completions"][0]["prompt"] == "hello world 3"
+        assert summary["prompt_style"] == "chat" and summary["completions"][0]["prompt"] == "hello world 3"
         outs[name] = summary["completions"][0]["completion"]
     model, tok = load_for_inference(models["lora"])
     assert outs["lora"] == generate(model, tok, ["hello world 3"], max_new_tokens=5)[0]
@@ -124,7 +119,10 @@ def test_export_prompt_learning_merge_is_an_error_but_copy_works(models, tmp_pat
             ["generate", "/no/such/model", "--prompt", "x"],
             "/no/such/model: no such checkpoint or run directory",
         ),
-        (["generate", "BASE", "--prompt", "x", "--mode", "poem"], "--mode: unknown mode 'poem'"),
+        (
+            ["generate", "BASE", "--prompt", "x", "--prompt-style", "poem"],
+            "--prompt-style: unknown prompt style 'poem'",
+        ),
         (["export", "/no/such/ckpt", "--out", "OUT"], "/no/such/ckpt: no such checkpoint or run directory"),
         (["export", "BASE", "--out", "BASE"], "directory exists and is not empty"),
     ],

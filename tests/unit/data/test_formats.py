@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tuneforge.data import Conversation, DataError, Message, parse_bytes, read_conversations, read_source
+from tuneforge.data import Conversation, DataError, Message, read_conversations, read_source
+from tuneforge.data.readers import RecordStream
 
 REPO = Path(__file__).resolve().parents[3]
 SHARED = REPO.parent / "shared" / "data"
@@ -204,9 +205,9 @@ def test_real_tool_call_data_has_calls_results_and_tools() -> None:
     assert all(c.tools for c in drone) and all(c.messages[-1].tool_calls for c in drone[:5])
 
 
-def test_parse_bytes_equals_reading_the_file(tmp_path: Path) -> None:
+def test_record_stream_equals_reading_the_file(tmp_path: Path) -> None:
     path = _jsonl(tmp_path, "t.jsonl", [TOOL_RECORD, TOOL_RECORD])
-    assert parse_bytes(path.read_bytes(), str(path)).conversations == list(read_conversations(path))
+    assert list(RecordStream(path.read_bytes(), str(path))) == list(read_conversations(path))
 
 
 def test_record_id_is_kept_as_metadata(tmp_path: Path) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tuneforge.data import Conversation, Message, parse_bytes
+from tuneforge.data import Conversation, Message
 from tuneforge.data.holdout import holdout_record
 from tuneforge.data.openai_format import to_openai
+from tuneforge.data.readers import RecordStream
 from tuneforge.modes import to_openai as modes_to_openai
 
 TOOLS = ({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},)
@@ -36,7 +37,7 @@ def _tool_conversation() -> Conversation:
 
 def _read_back(records: list[dict]) -> list[Conversation]:
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
-    return parse_bytes(data, "written.jsonl", "openai").conversations
+    return list(RecordStream(data, "written.jsonl", "openai"))
 
 
 def test_round_trip_ir_openai_ir_keeps_tool_calls() -> None:

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tuneforge.data import IGNORE_INDEX, collate, pack_examples, pad_examples, padding_share, to_model_inputs
+from tuneforge.data import IGNORE_INDEX, collate, pack_examples, pad_examples, to_model_inputs
 
 PAD = 0
+
+
+def _padding_tokens(row: dict[str, list[int]]) -> int:
+    if "attention_mask" in row:
+        return row["attention_mask"].count(0)
+    # Packed: the pad tail is the block's last "document" (from its last position 0) when none of its
+    # labels is trained. A real document always has a trained label after its first token
+    # (encode_conversation drops records without one and trains no header token), so it never matches.
+    positions = row["position_ids"]
+    start = len(positions) - 1 - positions[::-1].index(0)
+    return len(positions) - start if all(label == IGNORE_INDEX for label in row["labels"][start:]) else 0
+
+
+def padding_share(blocks: Sequence[dict[str, list[int]]]) -> float:
+    """Fraction of all token slots in ``blocks`` that are padding (0.0 for no blocks).
+
+    Works for padded rows (``attention_mask`` zeros) and packed blocks (their untrained last document).
+    """
+    total = sum(len(b["input_ids"]) for b in blocks)
+    return sum(_padding_tokens(b) for b in blocks) / total if total else 0.0
 
 
 def _doc(rng: random.Random, n: int, prompt: int) -> dict[str, list[int]]:

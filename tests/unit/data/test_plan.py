@@ -62,7 +62,7 @@ def _tool_records(n: int) -> list[dict]:
 
 
 def test_each_input_file_is_read_once_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuneforge.config import config_from_dict, load_config
+    from tuneforge.config import config_from_dict, config_hash, load_config
     from tuneforge.data.plan import TextSample
     from tuneforge.data.record_rows import SplitRules, file_items, file_rows
     from tuneforge.distributed import stages
@@ -89,9 +89,13 @@ def test_each_input_file_is_read_once_per_run(tmp_path: Path, monkeypatch: pytes
     _WATCHED["files"] = Counter(files)
     try:
         prepared = stages.prepare(job, run_dir, lambda _m: None)  # plan + sample + holdout + base model
-        key = cache_key(prepared.job, prepared.plan, str(prepared.tok_dir))
+        pj = prepared.job
+        key = cache_key(pj.data, pj.trainer, prepared.plan, str(prepared.tok_dir))
         holdout = write_holdout(prepared.job, prepared.plan, run_dir / "eval.jsonl")  # the promotion gate's
-        tags = lineage_tags(prepared.job, "run-id", None, prepared.fmt, prepared.plan)
+        tags = lineage_tags(
+            "run-id", model=pj.model, method=pj.method, data=pj.data, job_hash=config_hash(pj),
+            fmt=prepared.fmt, plan=prepared.plan,
+        )  # fmt: skip
         driver = dict(_WATCHED["files"])
         _WATCHED["files"] = Counter(files)
         plan, d = prepared.plan, prepared.job.data

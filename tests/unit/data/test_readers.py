@@ -15,11 +15,11 @@ from tuneforge.data import (
     DataError,
     Message,
     detect_format,
-    is_eval,
     read_conversations,
     record_to_ir,
 )
 from tuneforge.data.files import iter_items, read_bytes
+from tuneforge.data.split import is_eval_hash
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "tests" / "fixtures" / "data"
@@ -297,6 +297,10 @@ def test_content_hash_is_stable_and_ignores_location_and_weights() -> None:
 
 def _bundled_chat() -> list[Conversation]:
     return list(read_conversations(ASSETS / "tiny_chat.jsonl"))
+
+
+def is_eval(conv: Conversation, eval_fraction: float, seed: int) -> bool:
+    return is_eval_hash(conv.content_hash(), eval_fraction, seed)
 
 
 def test_is_eval_is_deterministic_order_free_and_near_the_fraction() -> None:

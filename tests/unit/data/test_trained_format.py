@@ -11,25 +11,21 @@ import pytest
 import torch
 
 from tuneforge.config import config_from_dict
-from tuneforge.config.schema import TinyModelConfig
 from tuneforge.data import Conversation, Message, collate, encode_record, pad_examples, to_model_inputs
 from tuneforge.data.trained_format import TrainedFormat, find_format, format_from_job
 from tuneforge.distributed.holdout import holdout_record, raw_text_holdout
 from tuneforge.evaluation.evaluate import evaluate
 from tuneforge.evaluation.stats import ratio_bootstrap_ci
 from tuneforge.models.factory import build_tiny_model
-from tuneforge.models.tokenizer import train_bpe_tokenizer
+from tuneforge.testing import TINY_MODEL, toy_tokenizer
 
 TEXTS = [f"the number {i} comes after {i - 1} and before {i + 1}." for i in range(1, 60)]
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    tok = train_bpe_tokenizer(TEXTS * 3, 300)
-    shape = TinyModelConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=300
-    )
-    model = build_tiny_model(shape, len(tok), 0, tok.pad_token_id, tok.eos_token_id)
+    tok = toy_tokenizer()
+    model = build_tiny_model(TINY_MODEL, len(tok), 0, tok.pad_token_id, tok.eos_token_id)
     return model.eval(), tok
 
 

@@ -21,8 +21,9 @@ from tuneforge.config import (
     TinyModelConfig,
     config_from_dict,
 )
+from tuneforge.models import freeze
 from tuneforge.models.factory import build_tiny_model
-from tuneforge.models.freeze import on_optimizer_step, unfrozen_layers
+from tuneforge.models.freeze import on_optimizer_step
 from tuneforge.models.io import save_hf
 from tuneforge.models.methods import (
     QLORA_NEEDS_CUDA,
@@ -155,6 +156,11 @@ def test_freeze_selects_top_layers_and_head(base_dir):
 def test_freeze_regex_that_matches_nothing_is_an_error(base_dir):
     with pytest.raises(ValueError, match="matches no parameter"):
         apply_method(_fresh(base_dir), FreezeMethod(trainable_modules=["no_such_module"]))
+
+
+def unfrozen_layers(model: torch.nn.Module) -> int:
+    """Blocks currently receiving gradients under gradual unfreezing."""
+    return getattr(model, freeze._UNFREEZER_ATTR).active_layers()
 
 
 def test_gradual_unfreezing_keeps_lower_blocks_exact_until_their_turn(base_dir):

@@ -76,7 +76,8 @@ def _engine(seed: int) -> tuple[Any, Any]:
     init_process_group(0, 1, free_port())
     job = _job(seed)
     seed_everything(seed)
-    engine = setup_engine(build_tiny_model(job.model.tiny, VOCAB, seed=seed), job, 1, TOTAL, torch.float32)
+    model = build_tiny_model(job.model.tiny, VOCAB, seed=seed)
+    engine = setup_engine(model, job.trainer, job.distributed, 1, TOTAL, torch.float32)
     return engine, job
 
 
@@ -143,6 +144,7 @@ def child_crash(root: Path, crash: str) -> None:
     import tuneforge.training.checkpoint as checkpoint_mod
     import tuneforge.training.loop as loop_mod
     from tuneforge.testing import NullTokenizer
+    from tuneforge.training.objectives import objective_for
     from tuneforge.training.trainer_state import TrainerState
 
     real_save, real_marker = loop_mod.save_checkpoint, checkpoint_mod.write_marker
@@ -161,7 +163,8 @@ def child_crash(root: Path, crash: str) -> None:
     checkpoint_mod.write_marker = marker_or_die
     engine, job = _engine(seed=11)
     loop_mod.run_loop(
-        engine, NullTokenizer(), job, rank=0, world=1, total_steps=TOTAL,
+        engine, NullTokenizer(), job.trainer, zero_stage=job.distributed.zero_stage,
+        objective=objective_for(job.method), rank=0, world=1, total_steps=TOTAL,
         train_batches=lambda epoch, skip: _batches(skip), eval_batches=lambda: _batches(TOTAL),
         reporter=_StorageReporter(root / "storage" / RUN, root / "losses.jsonl", crash),
         device=torch.device("cpu"), config_hash="crash-test",
@@ -180,6 +183,7 @@ def child_resume(root: Path) -> None:
     from tuneforge.testing import NullTokenizer, RecordingReporter
     from tuneforge.training.checkpoint import load_resume_state
     from tuneforge.training.loop import run_loop
+    from tuneforge.training.objectives import objective_for
 
     storage = root / "storage" / RUN
     registered = ray.train.Checkpoint.from_directory(str(storage / f"checkpoint_step_{GOOD_STEP:07d}"))
@@ -202,7 +206,8 @@ def child_resume(root: Path) -> None:
 
     reporter = RecordingReporter()
     run_loop(
-        engine, NullTokenizer(), job, rank=0, world=1, total_steps=CRASH_STEP,
+        engine, NullTokenizer(), job.trainer, zero_stage=job.distributed.zero_stage,
+        objective=objective_for(job.method), rank=0, world=1, total_steps=CRASH_STEP,
         train_batches=lambda epoch, skip: _batches(skip), eval_batches=lambda: _batches(TOTAL),
         reporter=reporter, device=torch.device("cpu"), config_hash="crash-test", start=found.state,
     )  # fmt: skip

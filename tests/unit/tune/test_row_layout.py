@@ -9,10 +9,7 @@ import pytest
 from tuneforge.tune import load_sweep
 from tuneforge.tune.row_layout import check_row_layouts
 
-JOB = (
-    "data:\n  train_files: [pairs.jsonl]\n"
-    "method:\n  name: lora\n  objective: dpo\n"
-)
+JOB = "data:\n  train_files: [pairs.jsonl]\nmethod:\n  name: lora\n  objective: dpo\n"
 
 
 def _space(tmp_path: Path, space: str):
