@@ -36,5 +36,5 @@ def job_holdout(job: JobConfig, plan: DataPlan | PreferencePlan, out: Path) -> P
     if isinstance(plan, PreferencePlan):
         if plan.holdout is not None and Path(plan.holdout).resolve() == Path(out).resolve() and out.exists():
             return out
-        return write_pairs(plan.eval, out)
+        return write_pairs(plan.held_out, out)
     return write_holdout(job, plan, out)

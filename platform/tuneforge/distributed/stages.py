@@ -130,7 +130,7 @@ def _preference_plan(job: JobConfig, work_dir: Path) -> PreferencePlan:
         d.train_files, d.eval_files, objective=job.method.objective, eval_fraction=d.eval_fraction,
         seed=job.trainer.seed, dedup=d.dedup, on_bad=d.on_bad_record, max_records=d.max_records,
     )  # fmt: skip
-    plan.holdout = write_pairs(plan.eval, work_dir / "eval.jsonl")
+    plan.holdout = write_pairs(plan.held_out, work_dir / "eval.jsonl")
     return plan
 
 

@@ -7,7 +7,8 @@ the files three times. The split is the SFT split rule (``data.plan.side_of``: b
 it does not depend on file order); exact duplicates (same prompt, replies and label) are dropped.
 
 KTO trains on labelled replies: a paired file used with ``objective: kto`` becomes two unpaired
-records per pair (chosen desirable, rejected undesirable; ``ir.unpair``). The other objectives need
+records per pair (chosen desirable, rejected undesirable; ``ir.unpair``), after the split, so both
+replies of a pair are on one side and the held-out file still holds the pair. The other objectives need
 pairs, and an unpaired file is refused for them with the file named.
 """
 
@@ -48,6 +49,8 @@ class PreferencePlan:
     sources: list[dict[str, Any]]
     problems: ProblemLog = field(default_factory=ProblemLog)
     holdout: Path | None = None
+    #: the held-out records as read (pairs stay pairs under KTO): what the held-out file holds
+    held_out: list[PreferenceRecord] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The JSON the run logs as an artifact (per-source numbers and skipped records)."""
@@ -101,6 +104,7 @@ def plan_preference(
     problems = ProblemLog()
     seen: set[str] = set()
     split: dict[str, list[PreferenceRecord]] = {"train": [], "eval": []}
+    held: list[PreferenceRecord] = []
     sources: list[dict[str, Any]] = []
     groups = (("train", train_files), ("eval", eval_files))
     for group, specs in groups:
@@ -108,9 +112,7 @@ def plan_preference(
             parsed = read_preference_file(spec.path, on_bad=on_bad, fmt=spec.format)
             problems.merge(parsed.problems)
             records = parsed.records
-            if objective == "kto":
-                records = [r for rec in records for r in unpair(rec)]
-            elif any(r.kind != PAIRED for r in records):
+            if objective != "kto" and any(r.kind != PAIRED for r in records):
                 raise DataError(
                     f"{parsed.format} holds unpaired replies (KTO data); objective {objective} needs "
                     "chosen/rejected pairs",
@@ -124,8 +126,12 @@ def plan_preference(
                     dups += 1
                     continue
                 seen.add(key)
+                # Split by the record as written: a pair's two KTO replies land on the same side,
+                # and the held-out file keeps the pair (the gate and `eval --preference` rank pairs).
                 side = side_of(key, group, eval_fraction, seed, bool(eval_files))
-                split[side].append(rec)
+                split[side].extend(unpair(rec) if objective == "kto" else [rec])
+                if side == "eval":
+                    held.append(rec)
             sources.append(
                 {"split": group, "path": spec.path, "format": parsed.format, "sha256": parsed.sha256,
                  "records": len(records), "duplicates": dups, "skipped": parsed.problems.total}
@@ -136,7 +142,7 @@ def plan_preference(
             "no training records left after dedup and the eval split", field="data.train_files",
             kind="no_records",
         )  # fmt: skip
-    return PreferencePlan(train, split["eval"], sources, problems)
+    return PreferencePlan(train, split["eval"], sources, problems, held_out=held)
 
 
 def preference_record_json(rec: PreferenceRecord) -> dict[str, Any]:
