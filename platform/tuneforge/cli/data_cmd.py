@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,24 @@ def _is_preference(path: str, fmt: str) -> bool:
 
 def _validate_preference(path: str, fmt: str, max_errors: int) -> dict[str, Any]:
     """``_validate_one`` for a preference file; the entry also counts paired and unpaired records."""
-    from tuneforge.data import DataError
     from tuneforge.data.preference import read_preference_file
+
+    return _validate_entry(
+        path,
+        lambda: read_preference_file(path, on_bad="skip", fmt=fmt, max_errors=max_errors),
+        lambda parsed: {"records": len(parsed.records), "preference": parsed.counts},
+    )
+
+
+def _validate_entry(
+    path: str, read: Callable[[], Any], counts: Callable[[Any], dict[str, Any]]
+) -> dict[str, Any]:
+    """One input's summary from its reader: format, counts, and its problems (or the one file error)."""
+    from tuneforge.data import DataError
 
     entry: dict[str, Any] = {"path": path, "format": None, "records": 0, "errors": [], "problems": 0}
     try:
-        parsed = read_preference_file(path, on_bad="skip", fmt=fmt, max_errors=max_errors)
+        parsed = read()
     except DataError as e:
         entry["errors"], entry["problems"] = [e.to_dict()], 1
         return entry
@@ -64,36 +77,24 @@ def _validate_preference(path: str, fmt: str, max_errors: int) -> dict[str, Any]
         return entry
     entry.update(
         format=parsed.format,
-        records=len(parsed.records),
         errors=[e.to_dict() for e in parsed.problems.errors],
         problems=parsed.problems.total,
-        preference=parsed.counts,
+        **counts(parsed),
     )
     return entry
 
 
 def _validate_one(path: str, fmt: str, max_errors: int) -> dict[str, Any]:
     """One input's summary: format, good records, and its problems (first ``max_errors``)."""
-    from tuneforge.data import DataError, read_source
+    from tuneforge.data import read_source
 
     if _is_preference(path, fmt):
         return _validate_preference(path, fmt, max_errors)
-    entry: dict[str, Any] = {"path": path, "format": None, "records": 0, "errors": [], "problems": 0}
-    try:
-        parsed = read_source(path, fmt, on_bad="skip", max_errors=max_errors)
-    except DataError as e:
-        entry["errors"], entry["problems"] = [e.to_dict()], 1
-        return entry
-    except FileNotFoundError:
-        entry["errors"], entry["problems"] = [{"line": 0, "field": "", "message": "file not found"}], 1
-        return entry
-    entry.update(
-        format=parsed.format,
-        records=len(parsed.conversations),
-        errors=[e.to_dict() for e in parsed.problems.errors],
-        problems=parsed.problems.total,
+    return _validate_entry(
+        path,
+        lambda: read_source(path, fmt, on_bad="skip", max_errors=max_errors),
+        lambda parsed: {"records": len(parsed.conversations)},
     )
-    return entry
 
 
 @data_app.command()

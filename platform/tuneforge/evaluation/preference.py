@@ -67,9 +67,11 @@ def pair_logps(
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         for side, out in (("chosen", chosen), ("rejected", rejected)):
-            ids = torch.tensor([r[f"{side}_input_ids"] for r in chunk], device=device)
-            labels = torch.tensor([r[f"{side}_labels"] for r in chunk], device=device)
-            mask = torch.tensor([r[f"{side}_attention_mask"] for r in chunk], device=device)
+            # Rows come padded to max_seq_len; the columns past the longest real row change nothing.
+            width = max(2, max(sum(r[f"{side}_attention_mask"]) for r in chunk))
+            ids = torch.tensor([r[f"{side}_input_ids"][:width] for r in chunk], device=device)
+            labels = torch.tensor([r[f"{side}_labels"][:width] for r in chunk], device=device)
+            mask = torch.tensor([r[f"{side}_attention_mask"][:width] for r in chunk], device=device)
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
             out.extend(reply_logps(logits, labels).tolist())
     model.train(was_training)

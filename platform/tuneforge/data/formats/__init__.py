@@ -12,7 +12,7 @@ from typing import Any
 
 from tuneforge.data.errors import DataError
 from tuneforge.data.formats.alpaca import alpaca_to_ir
-from tuneforge.data.formats.common import FormatSpec, json_type
+from tuneforge.data.formats.common import FormatSpec, format_mismatch, json_type
 from tuneforge.data.formats.openai import openai_to_ir
 from tuneforge.data.formats.sharegpt import sharegpt_to_ir
 from tuneforge.data.formats.text import text_to_ir
@@ -102,15 +102,9 @@ def record_to_ir(
                 guess = detect_format(record)
             except DataError:
                 guess = None
-            if guess is not None and guess != spec.name:
-                raise DataError(
-                    f"{err.message} (format is set to {spec.name!r} but the record's keys look like "
-                    f"{guess!r}; fix `format:` or use auto)",
-                    err.file,
-                    err.line,
-                    err.field,
-                    kind="format_mismatch",
-                ) from None
+            mismatch = format_mismatch(err, spec.name, guess)
+            if mismatch is not None:
+                raise mismatch from None
         raise
     record_id = record.get("id")
     if isinstance(record_id, str | int) and not isinstance(record_id, bool):

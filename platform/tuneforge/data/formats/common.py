@@ -34,6 +34,24 @@ class FormatSpec:
         return self.tags.get(key, default)
 
 
+def format_mismatch(err: DataError, name: str, guess: str | None) -> DataError | None:
+    """``err`` restated when a record fails its *set* format but its keys look like another one.
+
+    Shared by the SFT and preference readers: a wrong ``format:`` is the likelier mistake than a
+    bad record, so the message says which format the keys suggest. None: no better guess.
+    """
+    if guess is None or guess == name:
+        return None
+    return DataError(
+        f"{err.message} (format is set to {name!r} but the record's keys look like {guess!r}; "
+        "fix `format:` or use auto)",
+        err.file,
+        err.line,
+        err.field,
+        kind="format_mismatch",
+    )
+
+
 def json_type(value: Any) -> str:
     """The JSON name of a Python value's type, for error messages written in the user's terms."""
     if value is None:

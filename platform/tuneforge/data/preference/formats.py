@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tuneforge.data.errors import DataError
-from tuneforge.data.formats.common import FormatSpec, json_type
+from tuneforge.data.formats.common import FormatSpec, format_mismatch, json_type
 from tuneforge.data.preference.explicit import openai_preference, stack_exchange, trl_explicit, trl_unpaired
 from tuneforge.data.preference.implicit import hh, trl_implicit
 from tuneforge.data.preference.ir import PreferenceRecord
@@ -94,13 +94,7 @@ def to_preference(
         return PREFERENCE_FORMATS[spec.name][1](record, spec, source, line)
     except DataError as err:
         guess = detect_preference_format(record) if explicit and not spec.columns else None
-        if guess is not None and guess != spec.name:
-            raise DataError(
-                f"{err.message} (format is set to {spec.name!r} but the record's keys look like "
-                f"{guess!r}; fix `format:` or use auto)",
-                err.file,
-                err.line,
-                err.field,
-                kind="format_mismatch",
-            ) from None
+        mismatch = format_mismatch(err, spec.name, guess)
+        if mismatch is not None:
+            raise mismatch from None
         raise
