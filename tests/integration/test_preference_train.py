@@ -10,6 +10,8 @@ reversed. Each test runs a short real job and checks behaviour:
 - full fine-tuning with DPO at ZeRO-3, the reference log-probs precomputed by a Ray Data pass and
   streamed with the batch: it trains (reward accuracy on held-out pairs rises), and the checkpoint
   and the registered model reload with the logits the trained model had in memory;
+- KTO with full fine-tuning at ZeRO-3 against a frozen, partitioned copy of the base
+  (``reference: model``) trains;
 - the promotion gate ranks versions by preference accuracy on the held-out pairs: the DPO run's
   version replaces a barely trained champion (1 step).
 """
@@ -114,6 +116,24 @@ def test_full_dpo_zero3_precomputed_reference_trains_and_reloads(ray_head, tunef
     assert torch.allclose(_logits(registered, ids), trained_logits, atol=1e-5)
     base = AutoModelForCausalLM.from_pretrained(Path(s.run_dir) / "base")
     assert not torch.allclose(_logits(base, ids), trained_logits, atol=1e-3)
+
+
+def test_kto_full_zero3_with_a_frozen_reference_copy_trains(ray_head, tuneforge_home):
+    """KTO (pairs unpaired into labelled replies, KL rows built by the pipeline) with full fine-tuning
+    at ZeRO-3 and ``reference: model``: every worker holds a partitioned frozen copy of the base."""
+    job = load_config(
+        DPO,
+        [
+            "method.name=full", "method.objective=kto", "method.reference=model", "trainer.lr=3e-3",
+            "trainer.max_steps=12", "distributed.zero_stage=3", "tracking.run_name=pref-kto-full-z3",
+            "registry.model_name=null",
+        ],
+    )  # fmt: skip
+    s = run_job(job)
+    assert s.steps == 12 and s.eval_loss_after < s.eval_loss_before
+    assert abs(s.eval_loss_before - 0.5) < 1e-4  # KTO at init: policy == reference, loss 1 - sigmoid(0)
+    accuracy = _metric_history(s.run_id, "eval_reward_accuracy")
+    assert accuracy[-1] > accuracy[0]
 
 
 def test_gate_promotes_by_preference_accuracy(dpo_lora):

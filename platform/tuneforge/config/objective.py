@@ -51,24 +51,25 @@ class ObjectiveFields(_Section):
     )
     kto_desirable_weight: float = Field(1.0, gt=0, description="kto: loss weight of desirable replies.")
     kto_undesirable_weight: float = Field(1.0, gt=0, description="kto: loss weight of undesirable replies.")
-    reference: Literal["auto", "adapter_disabled", "precomputed"] = Field(
+    reference: Literal["auto", "adapter_disabled", "precomputed", "model"] = Field(
         "auto",
         description="dpo/ipo/kto reference log-probs: adapter_disabled = the base under the adapter, "
         "switched off for a no-grad forward each step (adapter methods only); precomputed = the base "
         "model scores every pair once in a Ray Data pass and the log-probs stream with the batch "
-        "(cached with the tokenized data). auto = adapter_disabled for adapters, precomputed for full "
-        "and freeze.",
+        "(cached with the tokenized data); model = a frozen copy of the base on every worker, a "
+        "no-grad forward each step (partitioned over the ranks under ZeRO-3, like the policy). "
+        "auto = adapter_disabled for adapters, precomputed for full and freeze.",
     )
 
     @model_validator(mode="after")
     def _reference_fits_method(self) -> Self:
-        """A full or freeze run has no adapter to switch off: its reference must be precomputed."""
+        """A full or freeze run has no adapter to switch off: its reference is precomputed or a copy."""
         name = getattr(self, "name", "")
         if self.reference == "adapter_disabled" and name not in ADAPTER_METHODS:
             adapters = ", ".join(sorted(ADAPTER_METHODS))
             raise ValueError(
                 f"reference 'adapter_disabled' needs an adapter method ({adapters}); {name} trains "
-                "the base weights themselves: use reference 'precomputed'"
+                "the base weights themselves: use reference 'precomputed' or 'model'"
             )
         return self
 
@@ -77,7 +78,7 @@ class ObjectiveFields(_Section):
         """Whether this method trains on preference data (pairs or labelled replies)."""
         return self.objective in PREFERENCE_OBJECTIVES
 
-    def resolved_reference(self) -> Literal["none", "adapter_disabled", "precomputed"]:
+    def resolved_reference(self) -> Literal["none", "adapter_disabled", "precomputed", "model"]:
         """Where reference log-probs come from for this method + objective ("none": not needed)."""
         if self.objective not in NEEDS_REFERENCE:
             return "none"

@@ -29,6 +29,7 @@ from tuneforge.training.checkpoint_store import StoredCheckpoint, incomplete_rea
 from tuneforge.training.engine import configure_accelerator, seed_everything, setup_engine
 from tuneforge.training.loop import run_loop
 from tuneforge.training.objectives import objective_for
+from tuneforge.training.reference import setup_reference
 from tuneforge.training.replay import ReplayableBatches
 from tuneforge.training.trainer_state import TrainerState
 
@@ -219,6 +220,10 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     )
     trainable, total = count_parameters(model)
     engine = setup_engine(model, job.trainer, job.distributed, world, args.total_steps, dtype)
+    reference = None
+    if job.method.resolved_reference() == "model":  # a frozen copy of the base, beside the policy
+        base = load_model(args.base_dir, job.model, job.distributed.use_gpu)
+        reference = setup_reference(base, job.trainer, job.distributed, world, dtype)
     reporter = RayReporter(
         rank,
         args.tracking_uri,
@@ -267,7 +272,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         tokenizer,
         job.trainer,
         zero_stage=job.distributed.zero_stage,
-        objective=objective_for(job.method),
+        objective=objective_for(job.method, reference),
         rank=rank,
         world=world,
         total_steps=args.total_steps,

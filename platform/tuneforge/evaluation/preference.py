@@ -73,6 +73,7 @@ def pair_logps(
             labels = torch.tensor([r[f"{side}_labels"][:width] for r in chunk], device=device)
             mask = torch.tensor([r[f"{side}_attention_mask"][:width] for r in chunk], device=device)
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            logits = logits[:, -ids.shape[1] :]  # prompt/P-tuning prepend virtual-token positions
             out.extend(reply_logps(logits, labels).tolist())
     model.train(was_training)
     return np.asarray(chosen, dtype=np.float64), np.asarray(rejected, dtype=np.float64)

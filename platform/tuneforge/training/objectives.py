@@ -10,9 +10,10 @@ plus extras) and leaves the rest (cadence, checkpoints, resume, reports) alone.
   columns) and KTO on labelled replies (``completion_*`` + ``kto_label``, with ``kl_*`` mismatched
   pairs for its KL estimate). Chosen and rejected go through one concatenated forward (one
   collective under ZeRO-3, not two). Reference log-probs come from the batch (``ref_*`` columns,
-  precomputed once by the data pipeline) or from the same model with its adapter switched off
-  (``adapter_disabled``). ``eval_loss`` is the pair-weighted preference loss, so early stopping,
-  checkpoint retention and a sweep's scheduler rank preference runs like any other.
+  precomputed once by the data pipeline), from the same model with its adapter switched off
+  (``adapter_disabled``) or from a frozen copy of the base (``model``, ``training/reference.py``).
+  ``eval_loss`` is the pair-weighted preference loss, so early stopping, checkpoint retention and a
+  sweep's scheduler rank preference runs like any other.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tuneforge.training.preference_loss import (
     paired_loss,
     sequence_logps,
 )
+from tuneforge.training.reference import ReferenceModel
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -128,7 +130,9 @@ def knobs_of(method: MethodConfig) -> PreferenceKnobs:
 
 
 def _logits(engine: TrainingEngine, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return engine(input_ids=ids, attention_mask=mask, use_cache=False).logits  # type: ignore[no-any-return]
+    """The logits of the real tokens: prompt tuning and P-tuning prepend virtual-token positions."""
+    logits: torch.Tensor = engine(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    return logits[:, -ids.shape[1] :]
 
 
 def _logps(
@@ -141,10 +145,13 @@ def _logps(
 class PreferenceObjective:
     """A preference loss over the batch's replies, against a reference where the objective has one."""
 
-    def __init__(self, method: MethodConfig) -> None:
+    def __init__(self, method: MethodConfig, reference_model: ReferenceModel | None = None) -> None:
         self.objective = method.objective
         self.knobs = knobs_of(method)
         self.reference = method.resolved_reference()
+        if (self.reference == "model") != (reference_model is not None):
+            raise ValueError(f"reference {self.reference!r} and a reference model go together")
+        self.reference_model = reference_model
         #: the last forward's summed reply log-probs (chosen/desirable, rejected/undesirable), detached
         self.last_logps: tuple[torch.Tensor, torch.Tensor] = (torch.zeros(0), torch.zeros(0))
 
@@ -156,12 +163,15 @@ class PreferenceObjective:
     def _ref(
         self, engine: TrainingEngine, batch: dict[str, torch.Tensor], prefixes: tuple[str, ...]
     ) -> list[torch.Tensor]:
-        """Reference summed log-probs for each column prefix: from the batch, or adapter-off forwards."""
+        """Reference summed log-probs per column prefix: the batch's, a frozen copy's or adapter-off's."""
         if self.reference == "precomputed":
             return [batch[f"ref_{p}_logps"].float() for p in prefixes]
         ids = torch.cat([batch[f"{p}_input_ids"] for p in prefixes])
         labels = torch.cat([batch[f"{p}_labels"] for p in prefixes])
         mask = torch.cat([batch[f"{p}_attention_mask"] for p in prefixes])
+        if self.reference_model is not None:
+            logps, _ = sequence_logps(self.reference_model.logits(ids, mask), labels)
+            return list(logps.chunk(len(prefixes)))
         with torch.no_grad(), self._reference_off(engine):
             logps, _ = _logps(engine, ids, labels, mask)
         return list(logps.chunk(len(prefixes)))
@@ -279,6 +289,6 @@ def _eval_terms(out: PreferenceOutput, objective: str, batch: dict[str, torch.Te
     yield float(n)
 
 
-def objective_for(method: MethodConfig) -> TrainingObjective:
-    """The objective a method section trains with."""
-    return PreferenceObjective(method) if method.is_preference else SftObjective()
+def objective_for(method: MethodConfig, reference_model: ReferenceModel | None = None) -> TrainingObjective:
+    """The objective a method section trains with (``reference_model``: for ``reference: model``)."""
+    return PreferenceObjective(method, reference_model) if method.is_preference else SftObjective()
