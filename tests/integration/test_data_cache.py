@@ -10,7 +10,6 @@ import pytest
 from tuneforge.config import load_config
 from tuneforge.distributed.cluster import ensure_ray
 from tuneforge.distributed.data_pipeline import build_datasets, build_plan, cache_root
-from tuneforge.distributed.runner import validate_and_sample_texts
 from tuneforge.models.base import prepare_base
 
 pytestmark = pytest.mark.integration
@@ -25,18 +24,18 @@ def _rows(ds) -> list[tuple]:
 def test_cache_hit_reproduces_rows_and_settings_change_the_key(ray_head, tmp_path: Path):
     job = load_config(REPO / "jobs/configs/finetune/tiny_cpu.yaml", [f"data.cache_dir={tmp_path / 'cache'}"])
     ensure_ray(job)
-    plan = build_plan(job)
-    base = prepare_base(job.model, validate_and_sample_texts(job, plan), tmp_path / "base", job.trainer.seed)
+    plan = build_plan(job.data, job.trainer.seed)
+    base = prepare_base(job.model, plan.sample_texts(job.data.template), tmp_path / "base", job.trainer.seed)
 
-    first = build_datasets(job, str(base), plan)
+    first = build_datasets(job.data, job.trainer, str(base), plan)
     assert not first.cache_hit and first.stats["train_blocks"] > 0
     first_rows = _rows(first.train)  # the datasets stream from the entry's files (read them now)
     assert len(first_rows) == first.stats["train_blocks"]
     entry = Path(first.cache_dir)
-    assert entry.parent == cache_root(job) and (entry / "manifest.json").exists()
+    assert entry.parent == cache_root(job.data) and (entry / "manifest.json").exists()
     assert sorted(entry.glob("train/*.parquet")) and not list(entry.parent.glob(".*.tmp"))
 
-    again = build_datasets(job, str(base), build_plan(job))
+    again = build_datasets(job.data, job.trainer, str(base), build_plan(job.data, job.trainer.seed))
     assert again.cache_hit and again.cache_dir == first.cache_dir
     assert again.stats["train_tokens"] == first.stats["train_tokens"]
     assert _rows(again.train) == first_rows
@@ -46,10 +45,10 @@ def test_cache_hit_reproduces_rows_and_settings_change_the_key(ray_head, tmp_pat
     )
 
     shorter = job.model_copy(update={"trainer": job.trainer.model_copy(update={"max_seq_len": 64})})
-    other = build_datasets(shorter, str(base), plan)
+    other = build_datasets(shorter.data, shorter.trainer, str(base), plan)
     assert not other.cache_hit and other.cache_dir != first.cache_dir
     assert other.stats["train_blocks"] > first.stats["train_blocks"]
 
     (entry / "manifest.json").unlink()  # a half-written entry (no manifest) is rebuilt, not trusted
-    rebuilt = build_datasets(job, str(base), plan)
+    rebuilt = build_datasets(job.data, job.trainer, str(base), plan)
     assert not rebuilt.cache_hit and _rows(rebuilt.train) == first_rows

@@ -30,7 +30,6 @@ from tuneforge.distributed.data_pipeline import (
     build_plan,
     train_rows,
 )
-from tuneforge.distributed.runner import validate_and_sample_texts
 from tuneforge.models.base import prepare_base
 
 pytestmark = pytest.mark.integration
@@ -106,12 +105,12 @@ def test_weighted_mix_is_interleaved_by_a_seeded_shuffle(ray_head, tmp_path: Pat
     paths = _write_sources(tmp_path)
     job = _job(paths, tmp_path / "cache_a", seed=42)
     ensure_ray(job)
-    plan = build_plan(job)
-    base = prepare_base(job.model, validate_and_sample_texts(job, plan), tmp_path / "base", job.trainer.seed)
+    plan = build_plan(job.data, job.trainer.seed)
+    base = prepare_base(job.model, plan.sample_texts(job.data.template), tmp_path / "base", job.trainer.seed)
     configured = np.asarray([sp.share for sp in plan.sources if sp.split == "train"])
     assert np.allclose(configured, np.asarray(WEIGHTS) / sum(WEIGHTS), atol=0.01)
 
-    first = build_datasets(job, str(base), plan)
+    first = build_datasets(job.data, job.trainer, str(base), plan)
     ids, tokens = _file_order(first)
     streamed = [r["input_ids"].tobytes() for r in _in_order(first.train).iter_rows()]
     assert streamed == ids  # what Train streams with preserve_order is the entry's file order
@@ -121,21 +120,27 @@ def test_weighted_mix_is_interleaved_by_a_seeded_shuffle(ray_head, tmp_path: Pat
     assert np.abs(all_share - configured).max() < 0.01  # equal-length answers: token share = record share
     assert np.abs(head_share - configured).max() <= 0.05
 
-    hit = build_datasets(job, str(base), build_plan(job))  # the same entry read again: same order
+    hit = build_datasets(
+        job.data, job.trainer, str(base), build_plan(job.data, job.trainer.seed)
+    )  # the same entry read again: same order
     assert hit.cache_hit and _file_order(hit)[0] == ids
     for i in range(3):  # fresh builds, same seed: Ray's own Parquet writer rotated row groups ~1 in 5
         job_a = _job(paths, tmp_path / f"cache_a{i + 2}", seed=42)
-        again = build_datasets(job_a, str(base), build_plan(job_a))
+        again = build_datasets(
+            job_a.data, job_a.trainer, str(base), build_plan(job_a.data, job_a.trainer.seed)
+        )
         assert not again.cache_hit and again.cache_dir != first.cache_dir  # same seed, built afresh
         assert _file_order(again)[0] == ids, f"fresh build {i + 2} stored another order"
 
     job_b = _job(paths, tmp_path / "cache_b", seed=7)
-    other = build_datasets(job_b, str(base), build_plan(job_b))
+    other = build_datasets(job_b.data, job_b.trainer, str(base), build_plan(job_b.data, job_b.trainer.seed))
     other_ids, other_tokens = _file_order(other)
     assert other_ids != ids
     other_head = other_tokens[: len(other_tokens) // 10].sum(axis=0)
     other_head_share = other_head / other_head.sum()
-    other_configured = np.asarray([sp.share for sp in build_plan(job_b).sources if sp.split == "train"])
+    other_configured = np.asarray(
+        [sp.share for sp in build_plan(job_b.data, job_b.trainer.seed).sources if sp.split == "train"]
+    )
     print(f"seed 7: configured={other_configured.round(3)} first10%={other_head_share.round(3)}")
     assert np.abs(other_head_share - other_configured).max() <= 0.05
 
@@ -148,7 +153,9 @@ def test_seed_changes_the_order_not_the_rows(ray_head, tmp_path: Path):
     def convs(seed: int) -> list[tuple]:
         job = _job(paths, tmp_path / "cache", seed=seed, weights=None)
         ensure_ray(job)
-        rows = _in_order(train_rows(build_plan(job), job.data, job.trainer)).iter_rows()
+        rows = _in_order(
+            train_rows(build_plan(job.data, job.trainer.seed), job.data, job.trainer)
+        ).iter_rows()
         return [(r["src"], *r["contents"]) for r in rows]  # record rows: source index + message contents
 
     a, b, c = convs(42), convs(42), convs(7)

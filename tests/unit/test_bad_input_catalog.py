@@ -286,15 +286,15 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tuneforge.config import TinyModelConfig
     from tuneforge.models.factory import build_tiny_model
     from tuneforge.models.io import save_hf
-    from tuneforge.models.tokenizer import train_bpe_tokenizer
+    from tuneforge.testing import TINY_MODEL, toy_tokenizer
 
     root = tmp_path_factory.mktemp("models")
-    texts = [line for line in (REPO / "platform/tuneforge/assets/data/tiny_chat.jsonl").open()]
-    tok = train_bpe_tokenizer(texts, 300)
+    tok = toy_tokenizer()
+    # TINY_MODEL with 64 positions: the max_seq_len cases need a context the job's 128 and 256 exceed.
+    tiny = TinyModelConfig(**{**TINY_MODEL.model_dump(), "max_position_embeddings": 64})
     model = build_tiny_model(
-        TinyModelConfig(max_position_embeddings=64), vocab_size=len(tok), seed=0,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-    )  # fmt: skip
+        tiny, vocab_size=len(tok), seed=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
+    )
     good = save_hf(model, tok, root / "good")
     dirs = {"good": good}
     for name, drop in (

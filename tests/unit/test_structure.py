@@ -5,8 +5,11 @@
   purpose: ...", "Just over 300 lines because ...").
 * ``pytest.importorskip`` never guards one of tuneforge's own modules: a broken import would turn
   into a skip instead of a failure. It is for optional third-party packages only.
+* Unit tests mirror the tree: ``tests/unit/<a>/<b>/test_<m>.py`` tests ``platform/tuneforge/<a>/<b>/<m>.py``
+  (or the package ``<m>/``; a test of a package's ``__init__`` is named after the package), and every
+  folder of tests is a package, so two ``test_encode.py`` in different folders do not clash.
 
-Both read the files (``ast``), nothing is imported.
+All read the files (``ast``) or only their names, nothing is imported.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PKG = REPO / "platform" / "tuneforge"
 TESTS = REPO / "tests"
+UNIT = TESTS / "unit"
 MAX_LINES = 300
 
 
@@ -83,3 +87,64 @@ def test_the_importorskip_scan_sees_every_spelling() -> None:
         (4, "tuneforge"),
         (5, "matplotlib"),
     ]
+
+
+# The cross-cutting unit tests, about the repository as a whole rather than one module: they stay at the
+# top of tests/unit and are named for what they check. Everything else mirrors platform/tuneforge.
+CROSS_CUTTING = {
+    "test_bad_input_catalog.py",  # every bad input, across config, data, model, run dir, tracking
+    "test_imports.py",  # the module graph against docs/architecture.md
+    "test_jobs.py",  # the jobs/ scripts and configs
+    "test_layout.py",  # the fixed repository layout
+    "test_preference_doc.py",  # docs/preference.md stays true
+    "test_readme_commands.py",  # README's commands run
+    "test_security.py",  # secrets, pickles, remote code, across the package
+    "test_shipped_configs.py",  # every config under jobs/ loads
+    "test_structure.py",  # this file
+    "test_typecheck.py",  # mypy over the package
+}
+
+
+def _mirror_problem(rel: Path, pkg: Path = PKG) -> str | None:
+    """Why the unit test at ``rel`` (relative to tests/unit) does not mirror a module of ``pkg``, or None."""
+    if rel.parent == Path(".") and rel.name in CROSS_CUTTING:
+        return None
+    name = rel.stem.removeprefix("test_")
+    where = pkg.joinpath(*rel.parent.parts)
+    if (where / f"{name}.py").is_file() or (where / name / "__init__.py").is_file():
+        return None
+    if rel.parent.parts and name == rel.parent.name and (where / "__init__.py").is_file():
+        return None  # tests the package's own __init__
+    looked = (where / f"{name}.py").relative_to(pkg.parent.parent)
+    return f"tests/unit/{rel.as_posix()}: no {looked} (nor a package {name}/)"
+
+
+def test_unit_tests_mirror_the_package_tree() -> None:
+    tests = sorted(p.relative_to(UNIT) for p in UNIT.rglob("test_*.py") if "__pycache__" not in p.parts)
+    offenders = [problem for rel in tests if (problem := _mirror_problem(rel))]
+    assert offenders == [], (
+        "a unit test is tests/unit/<a>/<b>/test_<m>.py for platform/tuneforge/<a>/<b>/<m>.py: move or "
+        "rename these (or split them by module), or list a cross-cutting one in CROSS_CUTTING:\n"
+        + "\n".join(offenders)
+    )
+
+
+def test_every_unit_test_folder_is_a_package() -> None:
+    """pytest names a test module by its package path; without __init__.py two test_encode.py clash."""
+    folders = sorted({p.parent for p in UNIT.rglob("test_*.py") if "__pycache__" not in p.parts})
+    missing = [str(d.relative_to(REPO)) for d in folders if not (d / "__init__.py").is_file()]
+    assert missing == [], "add an __init__.py to these test folders:\n" + "\n".join(missing)
+
+
+def test_the_mirror_check_accepts_modules_packages_and_package_inits() -> None:
+    """The check itself: a module, a subpackage, a package's own __init__, the cross-cutting list."""
+    ok = ["data/preference/test_encode.py", "data/test_formats.py", "modes/test_modes.py", "test_paths.py",
+          "test_security.py"]  # fmt: skip
+    assert [_mirror_problem(Path(p)) for p in ok] == [None] * len(ok)
+    bad = ["data/test_preference_encode.py", "modes/test_compile.py", "nope/test_nope.py", "test_other.py"]
+    problems = [_mirror_problem(Path(p)) for p in bad]
+    assert all(problems), problems
+    assert problems[0] == (
+        "tests/unit/data/test_preference_encode.py: no platform/tuneforge/data/preference_encode.py "
+        "(nor a package preference_encode/)"
+    )

@@ -255,7 +255,11 @@ def preview(
             # as in a run (importing the pipeline loads Ray's modules; nothing is started).
             from tuneforge.distributed.data_pipeline import build_plan
 
-            texts = [] if job.model.name_or_path else build_plan(job).sample_texts(job.data.template)
+            texts = (
+                []
+                if job.model.name_or_path
+                else build_plan(job.data, job.trainer.seed).sample_texts(job.data.template)
+            )
             tokenizer = job_tokenizer(
                 job.model, texts, home / "preview" / "base", job.trainer.seed, home / "cache" / "models"
             )

@@ -49,7 +49,7 @@ import ray
 import ray.data
 from ray.data import Datasink
 
-from tuneforge.config import DataConfig, JobConfig, TrainerConfig
+from tuneforge.config import DataConfig, TrainerConfig
 from tuneforge.data import token_cache
 from tuneforge.data.plan import DataPlan, RecordVisitor, plan_data, plan_stats
 from tuneforge.data.record_rows import (
@@ -104,14 +104,13 @@ def encode_settings(data: DataConfig, trainer: TrainerConfig) -> EncodeSettings:
     )
 
 
-def build_plan(job: JobConfig, visitors: Sequence[RecordVisitor] = ()) -> DataPlan:
-    """The driver-side parse/dedup/mix plan of a job; ``visitors`` ride on its single pass."""
-    d = job.data
+def build_plan(d: DataConfig, seed: int, visitors: Sequence[RecordVisitor] = ()) -> DataPlan:
+    """The driver-side parse/dedup/mix plan of a data section; ``visitors`` ride on its single pass."""
     return plan_data(
         d.train_files,
         d.eval_files,
         eval_fraction=d.eval_fraction,
-        seed=job.trainer.seed,
+        seed=seed,
         dedup=d.dedup,
         on_bad=d.on_bad_record,
         near_dedup=d.near_dedup,
@@ -126,9 +125,9 @@ def cache_key(data: DataConfig, trainer: TrainerConfig, plan: DataPlan, tokenize
     )
 
 
-def cache_root(job: JobConfig) -> Path:
+def cache_root(data: DataConfig) -> Path:
     """``data.cache_dir`` or ``<tuneforge home>/cache/tokenized``."""
-    return Path(job.data.cache_dir) if job.data.cache_dir else tuneforge_home() / "cache" / "tokenized"
+    return Path(data.cache_dir) if data.cache_dir else tuneforge_home() / "cache" / "tokenized"
 
 
 # -- Ray Data --------------------------------------------------------------------------------------------
@@ -269,18 +268,16 @@ def _read_split(path: Path) -> ray.data.Dataset:
 
 
 def build_datasets(
-    job: JobConfig, tokenizer_dir: str, plan: DataPlan | None = None, *, materialize: bool = False
+    d: DataConfig, trainer: TrainerConfig, tokenizer_dir: str, plan: DataPlan, *, materialize: bool = False
 ) -> PreparedData:
     """Read, dedup, split, mix, tokenize and block the job's data with Ray Data, through the cache.
 
     The returned datasets stream from the cache's Parquet files (``materialize=True`` pins them in
     the object store, which a sweep needs: its trials must not launch Ray Data tasks themselves).
-    The split is by content hash, so it does not depend on file order. Pass the run's ``plan``:
-    without one the files are planned (read) again.
+    The split is by content hash, so it does not depend on file order. ``plan`` is the run's data
+    plan (``build_plan``): the one read of the input files.
     """
-    d = job.data
-    plan = plan or build_plan(job)
-    entry = cache_root(job) / cache_key(d, job.trainer, plan, tokenizer_dir)
+    entry = cache_root(d) / cache_key(d, trainer, plan, tokenizer_dir)
     manifest = token_cache.read_manifest(entry) if d.cache else None
     hit = manifest is not None
     if manifest is None:
@@ -288,7 +285,7 @@ def build_datasets(
             token_cache.clear_unfinished(entry)  # no valid manifest: an unfinished or foreign entry
         elif entry.exists():
             shutil.rmtree(entry)  # cache off: always tokenize afresh
-        manifest = _write_entry(d, job.trainer, plan, tokenizer_dir, entry)
+        manifest = _write_entry(d, trainer, plan, tokenizer_dir, entry)
     stats: dict[str, Any] = {**manifest["stats"], **plan_stats(plan), "cache_hit": int(hit)}
     columns = MODEL_COLUMNS_PACKED if d.packing else MODEL_COLUMNS_PADDED
     report = {

@@ -29,7 +29,7 @@ from tuneforge.config import JobConfig
 from tuneforge.data.mixing import mix_factors, repeat_count
 from tuneforge.data.plan import DataPlan
 from tuneforge.data.tokenize_blocks import MODEL_COLUMNS_PACKED, MODEL_COLUMNS_PADDED
-from tuneforge.distributed.data_pipeline import PreparedData, build_datasets
+from tuneforge.distributed.data_pipeline import PreparedData, build_datasets, build_plan
 
 
 @dataclass
@@ -53,8 +53,10 @@ def prepare_mix_sources(job: JobConfig, tokenizer_dir: str, plan: DataPlan | Non
     per_source = []
     for spec in d.train_files:
         one = d.model_copy(update={"train_files": [spec.model_copy(update={"weight": None})]})
-        per_source.append(build_datasets(job.model_copy(update={"data": one}), tokenizer_dir))
-    evald = build_datasets(job, tokenizer_dir, plan, materialize=True)
+        one_plan = build_plan(one, job.trainer.seed)
+        per_source.append(build_datasets(one, job.trainer, tokenizer_dir, one_plan))
+    plan = plan or build_plan(d, job.trainer.seed)
+    evald = build_datasets(d, job.trainer, tokenizer_dir, plan, materialize=True)
     columns = MODEL_COLUMNS_PACKED if d.packing else MODEL_COLUMNS_PADDED
     return MixSources(
         train_dirs=[str(Path(p.cache_dir or "") / "train") for p in per_source],

@@ -5,9 +5,9 @@ Only Ray Data wiring; the transformations are pure functions of ``tuneforge.data
 1. the driver's ``PreferencePlan`` (every file read and checked once, deduplicated, split by content
    hash) gives the kept records of each split; they become flat rows (``record_to_row``);
 2. the train split goes through a seeded ``random_shuffle`` (the training order, as for SFT);
-3. ``map_batches`` renders each prompt with the model's chat template and encodes chosen and
-   rejected (or, for KTO, the reply and a mismatched reply: the KL rows, TRL's rotation within a
-   batch) into fixed-length rows whose labels cover the reply tokens only;
+3. ``map_batches`` runs ``encode_preference_batch``: each prompt rendered with the model's chat
+   template, chosen and rejected (or, for KTO, the reply and a mismatched reply: the KL rows, TRL's
+   rotation within a batch) encoded into fixed-length rows whose labels cover the reply tokens only;
 4. where the objective's reference is ``precomputed``, a second ``map_batches`` stage (one actor
    holding the frozen base model) adds each row's reference log-probs (``ref_<side>_logps``), so
    training needs no second model: the log-probs stream with the batch;
@@ -32,8 +32,11 @@ import ray.data
 from tuneforge.config import JobConfig
 from tuneforge.data import token_cache
 from tuneforge.data.preference import (
+    PAIRED,
+    UNPAIRED,
     PreferenceRecord,
-    encode_preference,
+    PreferenceSettings,
+    encode_preference_batch,
     record_to_row,
     row_to_record,
 )
@@ -41,7 +44,7 @@ from tuneforge.data.preference.plan import PreferencePlan
 from tuneforge.distributed.data_pipeline import OrderedParquetSink, PreparedData, cache_root
 from tuneforge.models.tokenizer import load_tokenizer
 
-PREFERENCE_PIPELINE_VERSION = 1
+PREFERENCE_PIPELINE_VERSION = 2
 ENCODE_BATCH = 64
 
 
@@ -67,56 +70,9 @@ def _tokenizer(path: str) -> Any:
     return load_tokenizer(path)
 
 
-def encode_rows(
-    records: list[PreferenceRecord], tokenizer: Any, *, objective: str, template: str, max_seq_len: int,
-    truncation: str,
-) -> dict[str, list[Any]]:  # fmt: skip
-    """Encode a batch of records into model columns (a dropped record drops its whole row).
-
-    KTO's KL rows pair each kept reply's prompt with the previous kept reply (TRL's rotation by one
-    within a batch, ``training.preference_loss.rotate_completions``), so the KL estimate compares
-    the model's log-probs of replies to prompts they do not answer.
-    """
-    encoded = [
-        (
-            rec,
-            encode_preference(
-                rec, tokenizer, template=template, max_seq_len=max_seq_len, truncation=truncation
-            ),
-        )
-        for rec in records
-    ]
-    kept = [(rec, enc) for rec, enc in encoded if enc is not None]
-    out: dict[str, list[Any]] = {"n_dropped": [0] * len(kept)}
-    if kept:
-        out["n_dropped"][0] = len(records) - len(kept)
-    if objective == "kto":
-        previous = [kept[(i - 1) % len(kept)][0] for i in range(len(kept))]
-        kl = [
-            encode_preference(
-                PreferenceRecord(rec.prompt, prev.chosen, label=True, tools=rec.tools), tokenizer,
-                template=template, max_seq_len=max_seq_len, truncation="truncate",
-            )
-            for (rec, _), prev in zip(kept, previous, strict=True)
-        ]  # fmt: skip
-        for (_, enc), kl_enc in zip(kept, kl, strict=True):
-            assert enc is not None and kl_enc is not None
-            for col, value in enc.items():  # kto_label is a one-element list: a scalar column
-                out.setdefault(col, []).append(value[0] if col == "kto_label" else value)
-            for col in ("input_ids", "labels", "attention_mask"):
-                out.setdefault(f"kl_{col}", []).append(kl_enc[f"completion_{col}"])
-        return out
-    for _, enc in kept:
-        assert enc is not None
-        for col, value in enc.items():
-            out.setdefault(col, []).append(value)
-    return out
-
-
-def _encode_batch(batch: Any, *, tokenizer_dir: str, settings: dict[str, Any]) -> dict[str, np.ndarray]:
+def _encode_batch(batch: Any, *, tokenizer_dir: str, settings: PreferenceSettings) -> dict[str, np.ndarray]:
     rows = batch.to_pylist() if batch.num_rows else []
-    cols = encode_rows([row_to_record(r) for r in rows], _tokenizer(tokenizer_dir), **settings)
-    return {k: np.asarray(v, dtype=np.int64) for k, v in cols.items()}
+    return encode_preference_batch([row_to_record(r) for r in rows], _tokenizer(tokenizer_dir), settings)
 
 
 class ReferenceScorer:
@@ -184,10 +140,10 @@ def _split(job: JobConfig, records: list[PreferenceRecord], shuffle: bool, token
     ds: ray.data.Dataset = ray.data.from_items([record_to_row(r) for r in records], override_num_blocks=4)
     if shuffle:
         ds = ds.random_shuffle(seed=job.trainer.seed % 2**32)
-    settings = {
-        "objective": job.method.objective, "template": job.data.template,
-        "max_seq_len": job.trainer.max_seq_len, "truncation": job.data.truncation,
-    }  # fmt: skip
+    settings = PreferenceSettings(
+        job.data.template, job.trainer.max_seq_len, job.data.truncation,
+        UNPAIRED if job.method.objective == "kto" else PAIRED,
+    )  # fmt: skip
     ds = ds.map_batches(
         partial(_encode_batch, tokenizer_dir=tokenizer_dir, settings=settings),
         batch_size=ENCODE_BATCH,
@@ -208,23 +164,27 @@ def _split(job: JobConfig, records: list[PreferenceRecord], shuffle: bool, token
     return ds
 
 
-def _count(path: Path) -> tuple[int, int]:
-    """Rows and dropped records of a written split."""
+def _count(path: Path, n_records: int) -> tuple[int, int, int]:
+    """Rows, dropped records and truncated records of a written split.
+
+    Drops are records in minus rows out (one row per kept record: the plan unpairs KTO's pairs
+    before encoding), so a batch that dropped every record, and so wrote no row, is counted too.
+    """
     import pyarrow.parquet as pq
 
-    rows = dropped = 0
+    rows = truncated = 0
     for f in sorted(path.glob("*.parquet")):
-        table = pq.read_table(f, columns=["n_dropped"])
+        table = pq.read_table(f, columns=["n_truncated"])
         rows += table.num_rows
-        dropped += int(np.asarray(table.column("n_dropped")).sum())
-    return rows, dropped
+        truncated += int(np.asarray(table.column("n_truncated")).sum())
+    return rows, n_records - rows, truncated
 
 
 def build_preference_datasets(
     job: JobConfig, tokenizer_dir: str, plan: PreferencePlan, base_dir: Path, *, materialize: bool = False
 ) -> PreparedData:
     """Encode (and score, for a precomputed reference) both splits through the cache; stream them back."""
-    entry = cache_root(job) / preference_cache_key(job, plan, tokenizer_dir, base_dir)
+    entry = cache_root(job.data) / preference_cache_key(job, plan, tokenizer_dir, base_dir)
     manifest = token_cache.read_manifest(entry) if job.data.cache else None
     hit = manifest is not None
     if manifest is None:
@@ -239,8 +199,14 @@ def build_preference_datasets(
                 ds.context.execution_options.preserve_order = True
                 ds.write_datasink(OrderedParquetSink(str(tmp / name)))
                 (tmp / name).mkdir(parents=True, exist_ok=True)
-                rows, dropped = _count(tmp / name)
-                stats.update({f"{name}_blocks": rows, f"{name}_too_long_dropped": dropped})
+                rows, dropped, truncated = _count(tmp / name, len(records))
+                stats.update(
+                    {
+                        f"{name}_blocks": rows,
+                        f"{name}_too_long_dropped": dropped,
+                        f"{name}_truncated": truncated,
+                    }
+                )
             manifest = token_cache.publish(tmp, entry, stats)
     if int(manifest["stats"].get("eval_blocks", 0)) == 0:
         raise ValueError(

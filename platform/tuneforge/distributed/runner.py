@@ -28,7 +28,6 @@ from tuneforge.distributed.stages import (
     prepare,
     resume_point,
     total_steps_for,
-    validate_and_sample_texts,
     without_unsafe_packing,
 )
 from tuneforge.evaluation.evaluate import file_hash
@@ -245,4 +244,4 @@ def run_job(
     return summary
 
 
-__all__ = ["RunSummary", "RunEvents", "run_job", "total_steps_for", "validate_and_sample_texts"]
+__all__ = ["RunSummary", "RunEvents", "run_job", "total_steps_for"]

@@ -65,22 +65,6 @@ def without_unsafe_packing(job: JobConfig, say: Say) -> JobConfig:
     return job
 
 
-def validate_and_sample_texts(job: JobConfig, plan: DataPlan | None = None, limit: int = 20_000) -> list[str]:
-    """Validate every input (via the plan) and return up to ``limit`` rendered train texts.
-
-    The texts train the tiny model's tokenizer; a real base model brings its own, so none are read.
-    The files are streamed, so the sample never needs the corpus in memory. Without a ``plan`` the
-    sample is taken during the plan's own pass; with one, its files are streamed again.
-    """
-    if plan is None:
-        sample = TextSample(job.data.template, limit) if job.model.name_or_path is None else None
-        build_plan(job, [sample] if sample else [])  # bad records raise here (or are counted: skip)
-        return sample.texts() if sample else []
-    if job.model.name_or_path is not None:
-        return []
-    return plan.sample_texts(job.data.template, limit)
-
-
 def total_steps_for(job: JobConfig, train_blocks: int) -> int:
     """Optimizer steps: ``max_steps`` or whole epochs of what each worker's shard can batch."""
     t, world = job.trainer, job.distributed.num_workers
@@ -115,7 +99,7 @@ def prepare(job: JobConfig, work_dir: Path, say: Say) -> Prepared:
     sample = TextSample(job.data.template) if job.model.name_or_path is None else None
     holdout = HoldoutWriter(work_dir / "eval.jsonl")
     try:
-        plan = build_plan(job, [v for v in (sample, holdout) if v is not None])
+        plan = build_plan(job.data, job.trainer.seed, [v for v in (sample, holdout) if v is not None])
     except BaseException:
         holdout.abort()
         raise
@@ -326,6 +310,5 @@ __all__ = [
     "resume_point",
     "total_steps_for",
     "trained_format",
-    "validate_and_sample_texts",
     "without_unsafe_packing",
 ]

@@ -1,9 +1,5 @@
 """Preference-alignment losses for our own DeepSpeed loop: DPO, IPO, ORPO, SimPO and KTO.
 
-Over 300 lines on purpose: five objectives whose exact TRL semantics (averaging, smoothing, the
-KL estimate) are documented next to the code that implements them; split, the docstring would
-lose its code.
-
 Pure torch on per-sequence log-probs. TRL's trainers cannot run inside the loop: each one is a
 ``transformers.Trainer`` that owns the optimizer step, the accelerator, data collation and
 (for DPO/KTO) a patched model forward, while ours is a Ray Train worker driving a DeepSpeed engine.
@@ -45,7 +41,8 @@ per-example loss is averaged over the batch):
   completion (``chosen_logps``/``chosen_tokens``), as the ORPO paper writes L_SFT.
 * ``kto``: per example ``w_d·(1 - σ(β(r - z)))`` if desirable else ``w_u·(1 - σ(β(z - r)))``, with
   ``r = s - ref`` (summed, not averaged) and ``z = max(0, mean(kl_s - ref_kl_s))`` detached, the KL
-  estimate from mismatched (prompt, completion) pairs of the same batch (``mismatched_pairs``).
+  estimate from mismatched (prompt, completion) pairs of the same batch (the data layer's ``kl_*``
+  rows, ``data/preference/batch.py``).
   TRL averages ``z`` over ranks before clamping; pass ``kl_reduce`` (an all-reduce mean) for that.
 
 Rewards (what TRL logs): DPO/IPO/KTO ``β·(s - ref)``; SimPO ``β·s/n``; ORPO ``λ·s/n``. Paired
@@ -58,9 +55,8 @@ labels; they agree whenever the prompt is non-empty (the first token is never sc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -72,8 +68,6 @@ REFERENCE_FREE = ("orpo", "simpo")
 #: Objectives ``paired_loss`` computes (KTO is unpaired: ``kto_loss``; SFT is the plain LM loss).
 PAIRED = ("dpo", "ipo", "orpo", "simpo")
 IGNORE_INDEX = -100
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -261,60 +255,6 @@ def kto_loss(
         paired=False,
         extras={"kl": kl.detach()},
     )
-
-
-def rotate_completions(items: Sequence[T]) -> list[T]:
-    """KTO's mismatch rule: ``[y_1, ..., y_n] -> [y_n, y_1, ..., y_{n-1}]`` (TRL rotates by +1 in a batch).
-
-    Row i's KL completion is row ``(i - 1) mod n``'s, so the mismatched completions are the batch's
-    own completions, each paired with another prompt (the KTO paper's recommendation).
-    """
-    return list(items[-1:]) + list(items[:-1])
-
-
-def mismatched_pairs(
-    input_ids: Tensor, labels: Tensor, attention_mask: Tensor, *, pad_token_id: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """KTO's KL batch built from a batch: row i = prompt of row i + completion of row ``(i - 1) mod B``.
-
-    Each row must be laid out ``[prompt][completion][padding]`` (right padding): the completion is
-    the attended positions whose label is not -100, the prompt every attended position before it.
-    Returns ``(input_ids, labels, attention_mask)`` of the mismatched rows, right-padded with
-    ``pad_token_id`` to their longest row; labels are the completion ids and -100 elsewhere. This
-    is TRL's rule (``KTOTrainer._prepare_dataset`` rotates ``completion_ids`` by +1 within each
-    ``per_device_train_batch_size`` block; ``DataCollatorForUnpairedPreference`` lays the rows out),
-    applied to the batch the loss sees. TRL fixes the blocks when it prepares the dataset (and so
-    demands sequential sampling); applied at train time it needs no fixed order, but precomputed
-    reference KL log-probs are only valid for the batch composition they were computed on.
-    """
-    prompts: list[Tensor] = []
-    completions: list[Tensor] = []
-    for i in range(input_ids.shape[0]):
-        attended = attention_mask[i].bool()
-        length = int(attended.sum())
-        if not bool(attended[:length].all()):
-            raise ValueError(f"row {i}: mismatched_pairs needs right padding")
-        row_ids, row_labels = input_ids[i, :length], labels[i, :length]
-        trained = (row_labels != IGNORE_INDEX).nonzero().flatten()
-        if trained.numel() == 0:
-            raise ValueError(f"row {i} has no completion tokens")
-        start = int(trained[0])
-        if trained.numel() != length - start:
-            raise ValueError(
-                f"row {i}: the completion must be the end of the row ([prompt][completion][pad])"
-            )
-        prompts.append(row_ids[:start])
-        completions.append(row_ids[start:])
-    rows = [torch.cat([p, y]) for p, y in zip(prompts, rotate_completions(completions), strict=True)]
-    width = max(int(row.numel()) for row in rows)
-    out_ids = input_ids.new_full((len(rows), width), pad_token_id)
-    out_labels = input_ids.new_full((len(rows), width), IGNORE_INDEX)
-    out_mask = attention_mask.new_zeros((len(rows), width))
-    for i, (p, row) in enumerate(zip(prompts, rows, strict=True)):
-        out_ids[i, : row.numel()] = row
-        out_labels[i, p.numel() : row.numel()] = row[p.numel() :]
-        out_mask[i, : row.numel()] = 1
-    return out_ids, out_labels, out_mask
 
 
 def preference_metrics(out: PreferenceOutput) -> dict[str, float]:

@@ -24,6 +24,7 @@ from tuneforge.data import read_conversations
 from tuneforge.modes import get_mode
 from tuneforge.modes.editor import EditorExample
 from tuneforge.modes.instruct import InstructExample
+from tuneforge.testing import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[3]
 EXE = str(Path(sys.executable).parent / "tuneforge")
@@ -108,8 +109,14 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     docs = _selfinstruct_docs(200, random.Random(0))
     edits = [get_mode("editor").compile(e) for e in EDITS]
     texts = [p + c for p, c in docs] + [render_prompt(c) + c.messages[-1].content for c in edits]
+    # Not toy_tokenizer() and TINY_MODEL: these bases must *learn* the self-instruct format and the edits
+    # in 100-150 plain steps. A tokenizer trained on those very texts keeps them short (max_new_tokens
+    # below counts its tokens), and twice TINY_MODEL's width gives margin: at TINY_MODEL's width the
+    # editor fit makes 3 of the 4 edits, exactly the 0.75 the baselines test asks for (measured); here 4.
     tok = train_bpe_tokenizer(texts, 400)
-    cfg = TinyModelConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_attention_heads=4)
+    cfg = TinyModelConfig(
+        **{**TINY_MODEL.model_dump(), "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128}
+    )
     base = build_tiny_model(cfg, len(tok), 0, tok.pad_token_id, tok.eos_token_id)
     root = tmp_path_factory.mktemp("tiny")
     out = {"base": save_hf(base, tok, root / "base")}

@@ -120,5 +120,5 @@ def test_each_input_file_is_read_once_per_run(tmp_path: Path, monkeypatch: pytes
     again = write_holdout(prepared.job, plan, tmp_path / "again" / "eval.jsonl")  # re-streams the files
     assert again.read_bytes() == holdout.read_bytes() and '"tool_calls"' in holdout.read_text()
     sample = TextSample(job.data.template)
-    build_plan(prepared.job, [sample])
+    build_plan(prepared.job.data, prepared.job.trainer.seed, [sample])
     assert sample.texts() == plan.sample_texts(job.data.template)

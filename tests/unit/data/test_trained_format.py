@@ -82,15 +82,17 @@ def test_ratio_interval_and_holdout_records() -> None:
 def test_preview_tokenizer_is_the_runs_tokenizer(tmp_path: Path) -> None:
     """`data preview --config` trains the tiny model's BPE on the same sample a run does."""
     from tuneforge.config import load_config
+    from tuneforge.data.plan import TextSample
     from tuneforge.distributed.data_pipeline import build_plan
-    from tuneforge.distributed.runner import validate_and_sample_texts
     from tuneforge.models.base import job_tokenizer, prepare_base
     from tuneforge.models.tokenizer import load_tokenizer
 
     repo = Path(__file__).resolve().parents[3]
     job = load_config(repo / "jobs/configs/finetune/tiny_cpu.yaml")
-    run_texts = validate_and_sample_texts(job)
-    assert run_texts == build_plan(job).sample_texts(job.data.template)
+    sample = TextSample(job.data.template)  # what a run samples, riding on its one plan pass
+    build_plan(job.data, job.trainer.seed, [sample])
+    run_texts = sample.texts()
+    assert run_texts == build_plan(job.data, job.trainer.seed).sample_texts(job.data.template)
     run_tok = load_tokenizer(prepare_base(job.model, run_texts, tmp_path / "base", 0, tmp_path / "cache"))
     preview_tok = job_tokenizer(job.model, run_texts, tmp_path / "unused", 0, tmp_path / "cache")
     assert preview_tok.get_vocab() == run_tok.get_vocab()

@@ -11,7 +11,6 @@ from tuneforge.config import (
     FullMethod,
     LoraMethod,
     ModelConfig,
-    TinyModelConfig,
     TrainerConfig,
 )
 from tuneforge.models.base import prepare_base
@@ -19,30 +18,25 @@ from tuneforge.models.factory import build_tiny_model, resolve_dtype
 from tuneforge.models.io import load_adapter_model, merge_adapter, save_hf
 from tuneforge.models.methods import apply_method, count_parameters
 from tuneforge.models.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_bpe_tokenizer
+from tuneforge.testing import TINY_MODEL, TOY_TEXTS, toy_tokenizer
 from tuneforge.training.ds_config import build_ds_config
-
-TEXTS = [
-    f"<|im_start|>user\nWhat is {a} plus {b}?<|im_end|>\n<|im_start|>assistant\n{a + b}<|im_end|>\n"
-    for a in range(20)
-    for b in range(5)
-]
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return train_bpe_tokenizer(TEXTS, 300)
+    return toy_tokenizer()
 
 
 def test_tokenizer_has_chatml_specials_as_single_tokens(tokenizer):
     for tok in SPECIAL_TOKENS:
         assert len(tokenizer.encode(tok, add_special_tokens=False)) == 1
     assert tokenizer.pad_token == "<|pad|>" and tokenizer.eos_token == "<|im_end|>"
-    ids = tokenizer.encode(TEXTS[7], add_special_tokens=False)
-    assert tokenizer.decode(ids) == TEXTS[7]
+    ids = tokenizer.encode(TOY_TEXTS[7], add_special_tokens=False)
+    assert tokenizer.decode(ids) == TOY_TEXTS[7]
 
 
 def test_tiny_model_is_deterministic_and_sized(tokenizer):
-    cfg = TinyModelConfig()
+    cfg = TINY_MODEL
     a = build_tiny_model(cfg, len(tokenizer), seed=3)
     b = build_tiny_model(cfg, len(tokenizer), seed=3)
     c = build_tiny_model(cfg, len(tokenizer), seed=4)
@@ -56,17 +50,17 @@ def test_tiny_model_is_deterministic_and_sized(tokenizer):
 
 
 def test_prepare_base_roundtrip(tmp_path, tokenizer):
-    base = prepare_base(ModelConfig(), TEXTS, tmp_path / "base", seed=0)
+    base = prepare_base(ModelConfig(), TOY_TEXTS, tmp_path / "base", seed=0)
     model = AutoModelForCausalLM.from_pretrained(base)
     tok = load_tokenizer(base)
-    assert tok.encode(TEXTS[0]) == train_bpe_tokenizer(TEXTS, 512).encode(TEXTS[0])
+    assert tok.encode(TOY_TEXTS[0]) == train_bpe_tokenizer(TOY_TEXTS, 512).encode(TOY_TEXTS[0])
     assert model.config.vocab_size == len(tok)
     with pytest.raises(FileNotFoundError, match="never downloads"):
-        prepare_base(ModelConfig(name_or_path=str(tmp_path / "nope")), TEXTS, tmp_path / "x", seed=0)
+        prepare_base(ModelConfig(name_or_path=str(tmp_path / "nope")), TOY_TEXTS, tmp_path / "x", seed=0)
 
 
 def test_lora_trainable_count_and_merge_equals_adapter(tmp_path, tokenizer):
-    cfg = TinyModelConfig()
+    cfg = TINY_MODEL
     base = build_tiny_model(cfg, len(tokenizer), seed=0)
     save_hf(base, tokenizer, tmp_path / "base")
     method = LoraMethod(name="lora", r=4, alpha=8, target_modules=["q_proj", "v_proj"])
@@ -90,7 +84,7 @@ def test_lora_trainable_count_and_merge_equals_adapter(tmp_path, tokenizer):
 
 
 def test_full_method_trains_everything(tokenizer):
-    model = apply_method(build_tiny_model(TinyModelConfig(), len(tokenizer), seed=0), FullMethod(name="full"))
+    model = apply_method(build_tiny_model(TINY_MODEL, len(tokenizer), seed=0), FullMethod(name="full"))
     trainable, total = count_parameters(model)
     assert trainable == total
 

@@ -32,10 +32,11 @@ from tuneforge.models.methods import (
     count_parameters,
     expected_trainable_params,
 )
-from tuneforge.models.tokenizer import train_bpe_tokenizer
+from tuneforge.testing import TINY_MODEL, toy_tokenizer
 
-TEXTS = [f"<|im_start|>user\nhello world {i}<|im_end|>\n" for i in range(30)]
-TINY = TinyModelConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2)
+# TINY_MODEL with grouped-query attention (2 key/value heads for 4 query heads): k_proj and v_proj are then
+# narrower than q_proj, so the analytic counts are checked on a shape where that difference shows.
+TINY = TinyModelConfig(**{**TINY_MODEL.model_dump(), "num_key_value_heads": 2})
 
 
 def _method(section: dict):
@@ -44,7 +45,7 @@ def _method(section: dict):
 
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
-    tok = train_bpe_tokenizer(TEXTS, 300)
+    tok = toy_tokenizer()
     model = build_tiny_model(
         TINY, len(tok), seed=0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
     )

@@ -1,4 +1,5 @@
-"""The "adding a mode" example of docs/modes.md runs as written: one module, then the commands know it."""
+"""The mode table: the built-in modes in order, and the "adding a mode" example of docs/modes.md runs as
+written (one module, then the commands know it)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tuneforge.modes import BUILTIN, all_modes, get_mode
+
 REPO = Path(__file__).resolve().parents[3]
 EXE = str(Path(sys.executable).parent / "tuneforge")
+
+
+def test_the_mode_table_has_the_eleven_modes_in_order() -> None:
+    assert list(all_modes()) == [
+        "instruct", "chat", "chat+instruct", "question", "editor", "schedule", "filter",
+        "reverse-instruction", "reverse-chat", "diff", "domain",
+    ]  # fmt: skip
+    assert list(BUILTIN) == list(all_modes())
+    for mode in all_modes().values():
+        assert mode.inputs and mode.metric and mode.metrics
+    with pytest.raises(ValueError, match="unknown mode 'nope'; known: instruct"):
+        get_mode("nope")
 
 
 def example_module() -> str:

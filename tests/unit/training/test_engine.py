@@ -15,10 +15,14 @@ from tuneforge.config import ConfigError, config_from_dict
 from tuneforge.config.schema import EarlyStoppingConfig, RopeScalingConfig
 from tuneforge.models.factory import apply_dropout, apply_rope_scaling, build_tiny_model, load_model
 from tuneforge.models.io import save_hf
+from tuneforge.testing import TINY_MODEL
 from tuneforge.training.early_stopping import EarlyStopper
 from tuneforge.training.engine import build_optimizer, build_scheduler, warmup_steps_for
 
-TINY = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}
+# TINY_MODEL's shape as a job's ``model.tiny`` section, with its own 64-token vocabulary: these tests build
+# models without a tokenizer and feed random ids below VOCAB, so a small vocabulary is all they need.
+VOCAB = 64
+TINY = {**TINY_MODEL.model_dump(), "vocab_size": VOCAB}
 
 
 def job(**sections: Any):
@@ -112,7 +116,7 @@ def test_early_stopper_counts_evaluations_without_improvement() -> None:
 
 
 def test_no_weight_decay_on_norms_and_biases() -> None:
-    model = build_tiny_model(job(model={"tiny": TINY}).model.tiny, 64, seed=0)
+    model = build_tiny_model(job(model={"tiny": TINY}).model.tiny, VOCAB, seed=0)
     decay, no_decay = build_optimizer(model, 1e-3, 0.1).param_groups
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
@@ -123,7 +127,7 @@ def test_no_weight_decay_on_norms_and_biases() -> None:
 
 def test_dropout_override_sets_attention_dropout_of_llama(tmp_path: Path) -> None:
     cfg = job(model={"tiny": TINY, "dropout": 0.2}).model
-    base = save_hf(build_tiny_model(cfg.tiny, 64, seed=0), None, tmp_path / "base")
+    base = save_hf(build_tiny_model(cfg.tiny, VOCAB, seed=0), None, tmp_path / "base")
     model = load_model(base, cfg)
     assert model.config.attention_dropout == 0.2
     assert model.model.layers[0].self_attn.attention_dropout == 0.2
@@ -135,12 +139,12 @@ def test_linear_rope_scaling_runs_past_the_base_length_and_is_saved(tmp_path: Pa
     """max_position_embeddings=64, linear x2: a forward at 128 tokens works, the RoPE frequencies are
     halved (positions interpolated), and the saved config carries rope_parameters and the new length."""
     cfg = job(**scaled("linear")).model
-    base_model = build_tiny_model(cfg.tiny, 64, seed=0)
+    base_model = build_tiny_model(cfg.tiny, VOCAB, seed=0)
     base = save_hf(base_model, None, tmp_path / "base")
     model = load_model(base, cfg).eval()
     torch.testing.assert_close(model.model.rotary_emb.inv_freq, base_model.model.rotary_emb.inv_freq / 2)
-    logits = model(input_ids=torch.randint(0, 64, (1, 128))).logits
-    assert logits.shape == (1, 128, 64) and torch.isfinite(logits).all()
+    logits = model(input_ids=torch.randint(0, VOCAB, (1, 128))).logits
+    assert logits.shape == (1, 128, VOCAB) and torch.isfinite(logits).all()
     model.save_pretrained(tmp_path / "trained")
     saved = json.loads((tmp_path / "trained" / "config.json").read_text())
     assert saved["max_position_embeddings"] == 128
@@ -152,17 +156,17 @@ def test_linear_rope_scaling_runs_past_the_base_length_and_is_saved(tmp_path: Pa
 @pytest.mark.parametrize(("kind", "length"), [("dynamic", 64), ("yarn", 128)])
 def test_dynamic_and_yarn_scaling(kind: str, length: int, tmp_path: Path) -> None:
     cfg = job(**scaled(kind))
-    base = save_hf(build_tiny_model(cfg.model.tiny, 64, seed=0), None, tmp_path / "base")
+    base = save_hf(build_tiny_model(cfg.model.tiny, VOCAB, seed=0), None, tmp_path / "base")
     model = load_model(base, cfg.model)
     assert model.config.rope_parameters["rope_type"] == kind
     assert model.config.max_position_embeddings == length  # dynamic keeps the length it rescales past
     if kind == "yarn":
         assert model.config.rope_parameters["original_max_position_embeddings"] == 64
-    assert torch.isfinite(model(input_ids=torch.randint(0, 64, (1, 128))).logits).all()
+    assert torch.isfinite(model(input_ids=torch.randint(0, VOCAB, (1, 128))).logits).all()
 
 
 def test_rope_scaling_refuses_to_stack_on_another_scaling() -> None:
-    config = build_tiny_model(job(model={"tiny": TINY}).model.tiny, 64, seed=0).config
+    config = build_tiny_model(job(model={"tiny": TINY}).model.tiny, VOCAB, seed=0).config
     apply_rope_scaling(config, RopeScalingConfig(type="linear", factor=2))
     with pytest.raises(ValueError, match="refusing to stack"):
         apply_rope_scaling(config, RopeScalingConfig(type="yarn", factor=2))

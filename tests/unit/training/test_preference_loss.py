@@ -11,7 +11,6 @@ Losses, logged rewards and the gradients on every policy weight must agree.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import random
 from collections import defaultdict
@@ -22,14 +21,14 @@ import pytest
 import torch
 
 from tuneforge.config import TinyModelConfig
+from tuneforge.data import IGNORE_INDEX
+from tuneforge.data.preference.batch import rotate_by_one
 from tuneforge.models.factory import build_tiny_model
 from tuneforge.training.preference_loss import (
     PreferenceKnobs,
     kto_loss,
-    mismatched_pairs,
     paired_loss,
     preference_metrics,
-    rotate_completions,
     sequence_logps,
 )
 
@@ -380,37 +379,69 @@ def _kto_examples() -> list[dict[str, Any]]:
     examples = [
         {"prompt_ids": _ids(rng, 2, 6), "completion_ids": _ids(rng, 1, 7), "label": y} for y in labels
     ]
-    # TRL's rule, KTOTrainer._prepare_dataset (asserted below to still be its source line).
-    kl = rotate_completions([e["completion_ids"] for e in examples])
+    # TRL's rule, KTOTrainer._prepare_dataset (tests/unit/data/preference/test_batch.py checks its source).
+    kl = rotate_by_one([e["completion_ids"] for e in examples])
     return [{**e, "KL_completion_ids": k} for e, k in zip(examples, kl, strict=True)]
 
 
-def test_rotation_is_trls_rule() -> None:
-    source = inspect.getsource(KTOTrainer._prepare_dataset)
-    assert (
-        'examples["KL_completion_ids"] = [examples["completion_ids"][-1]] + examples["completion_ids"][:-1]'
-        in source
-    )
-    assert rotate_completions([1, 2, 3, 4]) == [4, 1, 2, 3]
+def _mismatched_pairs(
+    input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor, *, pad_token_id: int
+) -> tuple[torch.Tensor, ...]:
+    """KTO's KL batch built from a collated batch (row i = prompt i + completion ``(i - 1) mod B``).
+
+    Test support: it lays our rows out as TRL's ``DataCollatorForUnpairedPreference`` does, so the
+    KTO loss can be compared with TRL's on identical inputs (tuneforge itself builds the KL rows in
+    the data layer, ``data/preference/batch.py``).
+
+    Each row must be laid out ``[prompt][completion][padding]`` (right padding): the completion is
+    the attended positions whose label is not -100, the prompt every attended position before it.
+    Returns ``(input_ids, labels, attention_mask)`` of the mismatched rows, right-padded with
+    ``pad_token_id`` to their longest row; labels are the completion ids and -100 elsewhere. This
+    is TRL's rule (``KTOTrainer._prepare_dataset`` rotates ``completion_ids`` by +1 within each
+    ``per_device_train_batch_size`` block; ``DataCollatorForUnpairedPreference`` lays the rows out),
+    applied to the batch the loss sees. TRL fixes the blocks when it prepares the dataset (and so
+    demands sequential sampling); applied at train time it needs no fixed order, but precomputed
+    reference KL log-probs are only valid for the batch composition they were computed on.
+    """
+    prompts: list[torch.Tensor] = []
+    completions: list[torch.Tensor] = []
+    for i in range(input_ids.shape[0]):
+        attended = attention_mask[i].bool()
+        length = int(attended.sum())
+        if not bool(attended[:length].all()):
+            raise ValueError(f"row {i}: mismatched_pairs needs right padding")
+        row_ids, row_labels = input_ids[i, :length], labels[i, :length]
+        trained = (row_labels != IGNORE_INDEX).nonzero().flatten()
+        if trained.numel() == 0:
+            raise ValueError(f"row {i} has no completion tokens")
+        start = int(trained[0])
+        if trained.numel() != length - start:
+            raise ValueError(
+                f"row {i}: the completion must be the end of the row ([prompt][completion][pad])"
+            )
+        prompts.append(row_ids[:start])
+        completions.append(row_ids[start:])
+    rows = [torch.cat([p, y]) for p, y in zip(prompts, rotate_by_one(completions), strict=True)]
+    width = max(int(row.numel()) for row in rows)
+    out_ids = input_ids.new_full((len(rows), width), pad_token_id)
+    out_labels = input_ids.new_full((len(rows), width), IGNORE_INDEX)
+    out_mask = attention_mask.new_zeros((len(rows), width))
+    for i, (p, row) in enumerate(zip(prompts, rows, strict=True)):
+        out_ids[i, : row.numel()] = row
+        out_labels[i, p.numel() : row.numel()] = row[p.numel() :]
+        out_mask[i, : row.numel()] = 1
+    return out_ids, out_labels, out_mask
 
 
 def test_mismatched_pairs_match_trl_collator() -> None:
     batch = DataCollatorForUnpairedPreference(pad_token_id=PAD)(_kto_examples())
     labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-    ids, kl_labels, mask = mismatched_pairs(
+    ids, kl_labels, mask = _mismatched_pairs(
         batch["input_ids"], labels, batch["attention_mask"], pad_token_id=PAD
     )
     assert torch.equal(ids, batch["KL_input_ids"])
     assert torch.equal(mask, batch["KL_attention_mask"])
     assert torch.equal(kl_labels, batch["KL_input_ids"].masked_fill(batch["KL_completion_mask"] == 0, -100))
-
-
-def test_mismatched_pairs_reject_left_padding() -> None:
-    ids = torch.tensor([[0, 5, 6], [7, 8, 9]])
-    labels = torch.tensor([[-100, -100, 6], [-100, 8, 9]])
-    mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
-    with pytest.raises(ValueError, match="right padding"):
-        mismatched_pairs(ids, labels, mask, pad_token_id=0)
 
 
 def test_kto_equals_trl_kto_trainer(policy: torch.nn.Module, ref: torch.nn.Module) -> None:
@@ -433,7 +464,7 @@ def test_kto_equals_trl_kto_trainer(policy: torch.nn.Module, ref: torch.nn.Modul
     logged = {k: v[-1] for k, v in trainer._metrics["eval"].items()}
 
     labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-    kl_ids, kl_labels, kl_mask = mismatched_pairs(
+    kl_ids, kl_labels, kl_mask = _mismatched_pairs(
         batch["input_ids"], labels, batch["attention_mask"], pad_token_id=PAD
     )
 

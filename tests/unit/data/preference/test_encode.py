@@ -1,19 +1,18 @@
 """Preference encoding: labels only on reply tokens, identical prompt tokens on both sides, padding and
-attention masks, truncation both ways, named and tokenizer (Jinja) templates, and the batch columns."""
+attention masks, truncation both ways, named and tokenizer (Jinja) templates (the batch columns:
+test_batch.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from tuneforge.data import IGNORE_INDEX, DataError, Message, render_text
+from tuneforge.data import IGNORE_INDEX, Message, render_text
 from tuneforge.data.preference import (
     PAIRED_COLUMNS,
-    PREFERENCE_COUNTERS,
     UNPAIRED_COLUMNS,
     PreferenceRecord,
     PreferenceSettings,
@@ -26,7 +25,7 @@ from tuneforge.data.preference import (
 )
 from tuneforge.models.tokenizer import train_bpe_tokenizer
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 FIXTURES = REPO / "tests" / "fixtures" / "data" / "preference"
 SHARED = REPO.parent / "shared" / "data"
 CHATML_JINJA = (
@@ -226,36 +225,7 @@ def test_a_template_that_trains_nothing_is_refused(tokenizer) -> None:
         encode_preference(KTO, silent, template="tokenizer", max_seq_len=64, truncation="truncate")
 
 
-# ------------------------------------------------------------------------------------------ batches
-
-
-def test_batch_columns_and_counters(tokenizer, records: list[PreferenceRecord]) -> None:
-    paired = [r for r in records if r.kind == "paired"]
-    settings = PreferenceSettings("chatml", 48)
-    out = encode_preference_batch(paired, tokenizer, settings)
-    assert set(out) == {*PAIRED_COLUMNS, *PREFERENCE_COUNTERS}
-    for c in PAIRED_COLUMNS:
-        assert out[c].dtype == np.int64 and out[c].shape == (len(paired), 48)
-    assert out["n_records"][0] == len(paired) and out["n_records"][1:].sum() == 0
-    one = encode_preference(paired[3], tokenizer, template="chatml", max_seq_len=48, truncation="truncate")
-    assert one is not None and out["chosen_labels"][3].tolist() == one["chosen_labels"]
-    dropped = encode_preference_batch(paired, tokenizer, PreferenceSettings("chatml", 24, "drop"))
-    kept = int(dropped["n_records"][0])
-    assert (
-        dropped["chosen_input_ids"].shape == (kept, 24) and dropped["n_dropped"][0] == len(paired) - kept > 0
-    )
-    with pytest.raises(DataError, match="cannot train a paired loss") as info:
-        encode_preference_batch([*paired, KTO], tokenizer, settings)
-    assert info.value.kind == "unpaired_for_pairs"
-
-
-def test_kto_batches_split_pairs_into_labelled_replies(tokenizer) -> None:
-    out = encode_preference_batch([PAIR, KTO], tokenizer, PreferenceSettings("chatml", 64, kind="unpaired"))
-    assert set(out) == {*UNPAIRED_COLUMNS, *PREFERENCE_COUNTERS}
-    assert out["kto_label"].tolist() == [1, 0, 0] and out["completion_input_ids"].shape == (3, 64)
-    assert _trained(tokenizer, out["completion_labels"][1].tolist()).startswith("Seven")
-    with pytest.raises(ValueError, match="unknown preference kind"):
-        PreferenceSettings("chatml", 64, kind="pairs")
+# ------------------------------------------------------------------------------------------ stats
 
 
 def test_stats_count_what_the_encoder_does(tokenizer, records: list[PreferenceRecord]) -> None:

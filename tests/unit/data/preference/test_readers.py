@@ -28,7 +28,7 @@ from tuneforge.data.preference import (
     unpair,
 )
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 FIXTURES = REPO / "tests" / "fixtures" / "data" / "preference"
 ASSETS = REPO / "platform" / "tuneforge" / "assets" / "data"
 SHARED = REPO.parent / "shared" / "data"

@@ -11,7 +11,7 @@ from tuneforge.data.errors import DataError
 from tuneforge.data.preference import read_preference_file
 from tuneforge.data.preference.plan import plan_preference, write_pairs
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 PAIRS = REPO / "platform/tuneforge/assets/data/tiny_pairs.jsonl"
 FIXTURES = REPO / "tests/fixtures/data/preference"
 

@@ -16,7 +16,7 @@ removes it, and a fresh process (another initial model) loads the previous check
 exactly the weights, optimizer, scheduler and data position that were saved, and its next steps
 train the same losses the crashed run trained.
 
-This file is also the child process (``python test_checkpoint_crash.py crash|resume ...``).
+This file is also the child process (``python test_checkpoint.py crash|resume ...``).
 """
 
 from __future__ import annotations
