@@ -17,21 +17,22 @@ import torch
 from tuneforge.config import JobConfig, config_from_dict
 from tuneforge.models.factory import build_tiny_model, load_model
 from tuneforge.models.io import save_hf
-from tuneforge.testing import NullTokenizer, RecordingReporter, shard_batches, spawn, synthetic_batches
+from tuneforge.testing import (
+    TINY_MODEL,
+    NullTokenizer,
+    RecordingReporter,
+    shard_batches,
+    spawn,
+    synthetic_batches,
+)
 from tuneforge.training.engine import seed_everything, setup_engine
 from tuneforge.training.loop import run_loop
 from tuneforge.training.objectives import objective_for
 
 VOCAB = 64
 SEQ = 32
-TINY = {
-    "vocab_size": VOCAB,
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "max_position_embeddings": 64,
-}
+# The shared tiny shape on a 64-token vocabulary of random ids (no tokenizer) and a short context.
+TINY = {**TINY_MODEL.model_dump(), "vocab_size": VOCAB, "max_position_embeddings": 64}
 
 
 def make_job(

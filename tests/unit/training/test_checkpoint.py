@@ -32,18 +32,14 @@ from typing import Any
 
 import pytest
 
+from tuneforge.testing import TINY_MODEL
+
 CKPT_EVERY, CRASH_STEP, TOTAL = 2, 4, 6
 GOOD_STEP = CRASH_STEP - CKPT_EVERY
 RUN = "run"  # Ray's run name under the storage root: checkpoints go to <root>/run/checkpoint_step_N
 VOCAB, SEQ, ROWS = 64, 16, 4
-TINY = {
-    "vocab_size": VOCAB,
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "max_position_embeddings": 64,
-}
+# The shared tiny shape on a 64-token vocabulary of random ids (no tokenizer) and a short context.
+TINY = {**TINY_MODEL.model_dump(), "vocab_size": VOCAB, "max_position_embeddings": 64}
 
 
 # --------------------------------------------------------------------------------------- child side
