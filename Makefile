@@ -38,8 +38,9 @@ demo: setup
 demo-real: setup
 	$(BIN)/python jobs/demo_real.py --config jobs/configs/finetune/smollm2_lora_cpu.yaml
 
+# --durations: CI keeps both tiers under 60 minutes, so its log names the slowest tests.
 test: setup
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=25
 
 # The default suite plus the tests marked slow (the longer end-to-end runs); run before every stop.
 test-all: setup
