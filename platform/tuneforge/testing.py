@@ -177,6 +177,30 @@ def synthetic_batches(
     return out
 
 
+def synthetic_pairs(
+    rows: int, seq_len: int, prompt_len: int, vocab_size: int, seed: int
+) -> dict[str, torch.Tensor]:
+    """Preference rows: chosen and rejected share a random prompt; labels cover the reply tokens only.
+
+    The column layout is the data pipeline's (``chosen_*`` / ``rejected_*``, no padding), so a
+    preference objective can be driven without tokenizing anything.
+    """
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, vocab_size, (rows, prompt_len), generator=g)
+    batch: dict[str, torch.Tensor] = {}
+    for side in ("chosen", "rejected"):
+        reply = torch.randint(0, vocab_size, (rows, seq_len - prompt_len), generator=g)
+        ids = torch.cat([prompt, reply], dim=1)
+        labels = ids.clone()
+        labels[:, :prompt_len] = -100
+        batch |= {
+            f"{side}_input_ids": ids,
+            f"{side}_labels": labels,
+            f"{side}_attention_mask": torch.ones_like(ids),
+        }
+    return batch
+
+
 def reference_train(
     model: torch.nn.Module,
     batches: Sequence[dict[str, torch.Tensor]],

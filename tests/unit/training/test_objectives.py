@@ -28,7 +28,7 @@ from tuneforge.config import config_from_dict
 from tuneforge.models.factory import build_tiny_model, load_model
 from tuneforge.models.io import save_hf
 from tuneforge.models.methods import apply_method
-from tuneforge.testing import TINY_MODEL, spawn
+from tuneforge.testing import TINY_MODEL, spawn, synthetic_pairs
 from tuneforge.training.engine import seed_everything, setup_engine
 from tuneforge.training.objectives import PreferenceObjective
 from tuneforge.training.reference import setup_reference
@@ -61,17 +61,7 @@ def _job(method: dict[str, Any], objective: str, lr: float, world: int) -> Any:
 
 
 def pairs(seed: int) -> dict[str, torch.Tensor]:
-    """Chosen and rejected rows sharing a prompt; labels cover the reply tokens only."""
-    g = torch.Generator().manual_seed(seed)
-    prompt = torch.randint(0, VOCAB, (ROWS, PROMPT), generator=g)
-    batch: dict[str, torch.Tensor] = {}
-    for side in ("chosen", "rejected"):
-        ids = torch.cat([prompt, torch.randint(0, VOCAB, (ROWS, SEQ - PROMPT), generator=g)], dim=1)
-        labels = ids.clone()
-        labels[:, :PROMPT] = -100
-        batch |= {f"{side}_input_ids": ids, f"{side}_labels": labels}
-        batch[f"{side}_attention_mask"] = torch.ones_like(ids)
-    return batch
+    return synthetic_pairs(ROWS, SEQ, PROMPT, VOCAB, seed)
 
 
 def _scores(objective: PreferenceObjective, engine: Any, batch: dict[str, torch.Tensor]) -> tuple[float, ...]:

@@ -22,7 +22,7 @@ import torch
 from tuneforge.config import config_from_dict
 from tuneforge.models.factory import build_tiny_model, load_model
 from tuneforge.models.io import save_hf
-from tuneforge.testing import TINY_MODEL, spawn
+from tuneforge.testing import TINY_MODEL, spawn, synthetic_pairs
 from tuneforge.training.engine import seed_everything, setup_engine
 from tuneforge.training.objectives import PreferenceObjective
 from tuneforge.training.preference_loss import sequence_logps
@@ -46,17 +46,7 @@ def _job(world: int) -> Any:
 
 
 def _pairs(seed: int) -> dict[str, torch.Tensor]:
-    """Chosen and rejected rows sharing a prompt; labels cover the reply tokens only."""
-    g = torch.Generator().manual_seed(seed)
-    prompt = torch.randint(0, VOCAB, (ROWS, PROMPT), generator=g)
-    batch: dict[str, torch.Tensor] = {}
-    for side in ("chosen", "rejected"):
-        ids = torch.cat([prompt, torch.randint(0, VOCAB, (ROWS, SEQ - PROMPT), generator=g)], dim=1)
-        labels = ids.clone()
-        labels[:, :PROMPT] = -100
-        batch |= {f"{side}_input_ids": ids, f"{side}_labels": labels}
-        batch[f"{side}_attention_mask"] = torch.ones_like(ids)
-    return batch
+    return synthetic_pairs(ROWS, SEQ, PROMPT, VOCAB, seed)
 
 
 def _plain_logps(base_dir: Path, job: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
