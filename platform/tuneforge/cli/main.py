@@ -12,6 +12,7 @@ import typer
 
 from tuneforge import __version__
 from tuneforge.cli._common import JsonFlag, VerboseFlag, console
+from tuneforge.cli.bench_cmd import register_bench_command
 from tuneforge.cli.data_cmd import data_app
 from tuneforge.cli.errors import user_errors
 from tuneforge.cli.model_cmd import register_model_commands
@@ -36,6 +37,7 @@ def _register_subcommands() -> None:
     register_registry_commands(app)
     register_modes_commands(app)
     register_sweep_command(app)
+    register_bench_command(app)
 
 
 def _defaults_env() -> None:

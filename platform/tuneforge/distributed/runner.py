@@ -88,6 +88,10 @@ class RunSummary:
     steps: int
     wall_seconds: float
     promotion: dict | None = None
+    #: wall clock (``time.time()``) at each phase boundary of the run, the driver's and rank 0's
+    #: (``worker_*``, ``first_step``): what ``tuneforge bench`` breaks the time to the first step into
+    phases: dict[str, float] | None = None
+    worker_peak_rss_bytes: float | None = None  # rank 0's peak resident memory, from its final report
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +147,7 @@ def run_job(
     if resume is not None:
         job = resumed_job(resume, job, redact_mapping)
     started = time.perf_counter()
+    phases = {"run_start": time.time()}
     home = tuneforge_home()
     name = home_dir("runs", _run_name(job), "tracking.run_name").name  # one plain name: no '../' escape
     if resume is None and not job.tracking.run_name and not job.trainer.output_dir:
@@ -173,8 +178,10 @@ def run_job(
             log_params_flat(run_id, job.model_dump(mode="json"))
             log_dict_artifact(run_id, job.model_dump(mode="json"), "config/job.yaml")
         events.phase("starting Ray")
+        phases["ray_start"] = time.time()
         ensure_ray(job, verbose)
         check_cluster_fits(job)  # a worker group the cluster cannot place fails now, not never
+        phases["ray_ready"] = time.time()
         events.phase("tokenizing and packing with Ray Data")
         data = job_datasets(job, prepared.plan, prepared.tok_dir, prepared.base_dir)
         if data.cache_hit:
@@ -183,6 +190,7 @@ def run_job(
         log_params_flat(run_id, {"data_stats": stats})
         log_dict_artifact(run_id, data.report, "data/report.json")  # per-source numbers, skipped records
         steps = total_steps_for(job, int(data.stats["train_blocks"]))  # too little data: refused here
+        phases["data_ready"] = time.time()
 
         storage = run_dir / "ray"
         resume_from = None
@@ -197,6 +205,7 @@ def run_job(
         d = job.distributed
         events.phase(f"training: {d.num_workers} workers, ZeRO-{d.zero_stage}, {job.method.name}")
         events.training_started(uri, run_id, steps)
+        phases["fit_start"] = time.time()
         try:
             result = fit(
                 job,
@@ -211,6 +220,8 @@ def run_job(
         finally:
             events.training_finished()
         metrics = result.metrics or {}
+        phases["fit_end"] = time.time()
+        phases.update(worker_phases(metrics))
         assert result.checkpoint is not None  # the training loop reports its final checkpoint
         ckpt = Path(result.checkpoint.path)
 
@@ -235,13 +246,29 @@ def run_job(
             ui_command=ui_command(uri),
             steps=int(metrics["step"]),
             wall_seconds=round(time.perf_counter() - started, 1),
+            phases=phases,
+            worker_peak_rss_bytes=metrics.get("peak_rss_bytes"),
         )
     finally:
         end_run(status)
     if job.registry.promote and logged.version:
         events.phase("promotion gate: candidate vs champion on the held-out split")
         summary.promotion = gate(job, logged, holdout, uri)
+    phases["end"] = time.time()
     return summary
 
 
-__all__ = ["RunSummary", "RunEvents", "run_job", "total_steps_for"]
+def worker_phases(metrics: dict) -> dict[str, float]:
+    """Rank 0's phase timestamps from its final report: ``phase_<name>_unix`` and the loop's
+    ``first_step_unix`` (absent when the worker or loop did not send them)."""
+    out = {
+        k.removeprefix("phase_").removesuffix("_unix"): float(v)
+        for k, v in metrics.items()
+        if k.startswith("phase_")
+    }
+    if "first_step_unix" in metrics:
+        out["first_step"] = float(metrics["first_step_unix"])
+    return out
+
+
+__all__ = ["RunSummary", "RunEvents", "run_job", "total_steps_for", "worker_phases"]

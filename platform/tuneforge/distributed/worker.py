@@ -11,6 +11,7 @@ import re
 import resource
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
 
     ``cfg`` is ``WorkerArgs.to_config()`` from the driver (distributed/trainer_factory.py).
     """
+    phases = {"phase_worker_start_unix": time.time()}  # in every report: the bench's time to first step
     args = WorkerArgs.from_config(cfg)
     job = args.job
     configure_accelerator(job.distributed.use_gpu, str(args.extensions_dir))
@@ -213,22 +215,25 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     dtype = resolve_dtype(job.model.dtype, job.distributed.use_gpu)
 
     tokenizer = load_tokenizer(args.tokenizer_dir, job.model.trust_remote_code)
+    phases["phase_tokenizer_unix"] = time.time()
     model = apply_method(
         load_model(args.base_dir, job.model, job.distributed.use_gpu),
         job.method,
         tokenizer_dir=args.tokenizer_dir,
     )
     trainable, total = count_parameters(model)
+    phases["phase_model_unix"] = time.time()
     engine = setup_engine(model, job.trainer, job.distributed, world, args.total_steps, dtype)
     reference = None
     if job.method.resolved_reference() == "model":  # a frozen copy of the base, beside the policy
         base = load_model(args.base_dir, job.model, job.distributed.use_gpu)
         reference = setup_reference(base, job.trainer, job.distributed, world, dtype)
+    phases["phase_engine_unix"] = time.time()
     reporter = RayReporter(
         rank,
         args.tracking_uri,
         args.run_id,
-        extra={"trainable_params": float(trainable)},
+        extra={"trainable_params": float(trainable), **phases},
         storage_dir=args.storage_dir,
         keep=(job.trainer.keep_last, job.trainer.keep_best),
     )
