@@ -287,7 +287,16 @@ class TrainerConfig(_Section):
     warmup_ratio: float | None = Field(
         None, ge=0, lt=1, description="Warmup as a share of all steps (rounded up); excludes warmup_steps."
     )
-    micro_batch_size: int = Field(4, ge=1, description="Sequences per worker per forward pass.")
+    micro_batch_size: int = Field(
+        4,
+        ge=1,
+        description="Sequences per worker per forward pass; `auto` = the largest power of two (up to 32) "
+        "that the memory planner finds fits the worker (`tuneforge plan`).",
+    )
+    micro_batch_size_auto: bool = Field(
+        False,
+        description="Set by `micro_batch_size: auto`: the planner picks micro_batch_size before training.",
+    )
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
     max_seq_len: int = Field(256, ge=1, description="Tokens per training sequence.")
     grad_clip: float | None = Field(
@@ -318,6 +327,14 @@ class TrainerConfig(_Section):
         None, description="Run output directory; null = .tuneforge/runs/<run name>."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_micro_batch(cls, data: Any) -> Any:
+        """`micro_batch_size: auto` -> a flag the planner resolves (1 until then), so readers keep an int."""
+        if isinstance(data, dict) and data.get("micro_batch_size") == "auto":
+            data = {**data, "micro_batch_size": 1, "micro_batch_size_auto": True}
+        return data
+
     @model_validator(mode="after")
     def _check_schedule(self) -> Self:
         """Reject combinations that would silently do something other than what was written."""
@@ -335,7 +352,14 @@ class DistributedConfig(_Section):
 
     num_workers: int = Field(2, ge=1, description="Number of Ray Train workers (data-parallel ranks).")
     use_gpu: bool = Field(False, description="Give each worker one GPU.")
-    zero_stage: Literal[0, 1, 2, 3] = Field(2, description="DeepSpeed ZeRO stage; 0 = plain data parallel.")
+    zero_stage: Literal[0, 1, 2, 3] = Field(
+        2,
+        description="DeepSpeed ZeRO stage; 0 = plain data parallel; `auto` = the lowest stage (and, when "
+        "no offload is set, offload) that the memory planner finds fits the workers (`tuneforge plan`).",
+    )
+    zero_stage_auto: bool = Field(
+        False, description="Set by `zero_stage: auto`: the planner picks zero_stage before training."
+    )
     offload_optimizer: bool = Field(
         False, description="Keep optimizer state in CPU memory (needs zero_stage >= 1)."
     )
@@ -346,6 +370,15 @@ class DistributedConfig(_Section):
         ge=-1,
         description="Worker-group restarts on failure, each from the last checkpoint; -1 = unlimited.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_stage(cls, data: Any) -> Any:
+        """`zero_stage: auto` -> a flag the planner resolves (a stage the offload allows until then)."""
+        if isinstance(data, dict) and data.get("zero_stage") == "auto":
+            stage = 3 if data.get("offload_params") in (True, "true", "True") else 2
+            data = {**data, "zero_stage": stage, "zero_stage_auto": True}
+        return data
 
     @model_validator(mode="after")
     def _check_offload(self) -> Self:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from tuneforge.config import ConfigError, JobConfig
@@ -123,6 +124,59 @@ def check_cluster_fits(job: JobConfig) -> None:
         raise ConfigError(problem, field="distributed")
 
 
+def worker_memory(job: JobConfig, gpu_memory: int | None = None) -> int:
+    """Bytes one worker may use: the GPU's memory, or this machine's available RAM shared by the workers.
+
+    GPU: ``gpu_memory`` if given, else the first visible device's total memory. CPU: ``MemAvailable``
+    (every local worker is a process on this machine, so they share it).
+    """
+    if job.distributed.use_gpu:
+        if gpu_memory:
+            return gpu_memory
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "distributed.use_gpu: no GPU is visible here to size the plan; pass the device memory "
+                "(tuneforge plan --gpu-memory GB)",
+                field="distributed.use_gpu",
+            )
+        return int(torch.cuda.get_device_properties(0).total_memory)
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return available // (job.distributed.num_workers if on_local_instance() else 1)
+
+
+def check_memory_fits(job: JobConfig, base_dir: Path | None, say: Callable[[str], None]) -> JobConfig:
+    """Before Ray starts: resolve ``auto`` stage/micro-batch, or refuse a job that cannot fit its workers.
+
+    The prediction is ``models.memory``'s (validated to +-20% on CPU); a configuration over the
+    planner's headroom fails here with needed vs available per worker and a choice that would fit.
+    """
+    from tuneforge.models.memory_plan import describe, plan, problem, requested, resolved
+    from tuneforge.models.model_shape import job_shape
+
+    shape, trainable = job_shape(job, base_dir)
+    p = plan(job, shape, trainable, job.distributed.num_workers, worker_memory(job))
+    why = problem(job, p)
+    if why:
+        raise ConfigError(
+            why, field="distributed.zero_stage" if job.distributed.zero_stage_auto else "trainer"
+        )
+    if job.distributed.zero_stage_auto or job.trainer.micro_batch_size_auto:
+        chosen = requested(job, p)
+        assert chosen is not None  # problem() is None only when a choice fits
+        say(f"memory planner chose {describe(chosen)} ({chosen.total / 2**30:.2f} GiB per worker)")
+        return resolved(job, p)
+    return job
+
+
 __all__ = [
     "DATA_CPUS",
     "LOCAL_ADDRESS_ENV",
@@ -131,8 +185,10 @@ __all__ = [
     "WORKER_GROUP_START_TIMEOUT_S",
     "check_before_work",
     "check_cluster_fits",
+    "check_memory_fits",
     "cpus_needed",
     "fit_problem",
     "local_num_cpus",
     "on_local_instance",
+    "worker_memory",
 ]

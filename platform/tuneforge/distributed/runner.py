@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +19,7 @@ from tuneforge.config import JobConfig, save_config
 from tuneforge.data.trained_format import FORMAT_TAG
 from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
 from tuneforge.distributed.job_data import job_datasets, job_holdout
-from tuneforge.distributed.preflight import check_before_work, check_cluster_fits
+from tuneforge.distributed.preflight import check_before_work, check_cluster_fits, check_memory_fits
 from tuneforge.distributed.stages import (
     attempt_name,
     fit,
@@ -158,6 +158,7 @@ def run_job(
     if resume is None:
         save_config(job, run_dir / CONFIG_FILE)
     prepared = prepare(job, run_dir, events.phase)
+    prepared = replace(prepared, job=check_memory_fits(prepared.job, prepared.base_dir, events.phase))
     job, uri = prepared.job, prepared.uri
 
     fmt_tag = {FORMAT_TAG: prepared.fmt.to_json()}

@@ -18,6 +18,11 @@ def build_ds_config(
     trainer: TrainerConfig, dist: DistributedConfig, world_size: int, dtype: torch.dtype
 ) -> dict[str, Any]:
     """The ds_config dict for ``deepspeed.initialize``."""
+    if dist.zero_stage_auto or trainer.micro_batch_size_auto:  # a placeholder must never train silently
+        raise ValueError(
+            "distributed.zero_stage / trainer.micro_batch_size 'auto' must be resolved by the memory planner "
+            "before training (distributed.preflight.check_memory_fits; `tuneforge train` does it)"
+        )
     zero: dict[str, Any] = {"stage": dist.zero_stage}
     if dist.zero_stage >= 1:
         zero.update(overlap_comm=False, contiguous_gradients=True)
