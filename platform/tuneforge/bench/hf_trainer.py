@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset, SequentialSampler
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from tuneforge.bench.plain_loop import bench_device, peak_rss_bytes
+from tuneforge.bench.plain_loop import bench_device, peak_rss_bytes, quiet
 from tuneforge.config import config_from_dict
 from tuneforge.models.factory import load_model
 from tuneforge.training.engine import build_optimizer, build_scheduler
@@ -73,6 +73,7 @@ def run_hf(
     use_gpu: bool = False,
 ) -> dict[str, Any]:
     """Train ``steps`` steps with ``transformers.Trainer``; per-step seconds, losses and peak memory."""
+    quiet()
     job = config_from_dict(job_raw)
     device = bench_device(use_gpu)
     torch.manual_seed(job.trainer.seed)
@@ -111,6 +112,7 @@ def run_hf(
             optimizers=(optimizer, scheduler),
             callbacks=[timer],
         )
+        trainer.remove_callback(PrinterCallback)  # its end-of-training dict would land in the report
         result = trainer.train()
     return {
         "step_seconds": timer.seconds,

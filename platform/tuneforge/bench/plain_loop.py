@@ -26,6 +26,14 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def quiet() -> None:
+    """No library progress bars in a bench process (loading weights, writing shards)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
 def bench_device(use_gpu: bool) -> torch.device:
     return torch.device("cuda", 0) if use_gpu and torch.cuda.is_available() else torch.device("cpu")
 
@@ -43,6 +51,7 @@ def run_plain(
     use_gpu: bool = False,
 ) -> dict[str, Any]:
     """Train ``steps`` steps over ``batches`` (cycling); per-step seconds, losses and peak memory."""
+    quiet()
     job = config_from_dict(job_raw)
     device = bench_device(use_gpu)
     torch.manual_seed(job.trainer.seed)

@@ -29,7 +29,7 @@ from tuneforge.bench.full_path import run_full
 from tuneforge.bench.hf_trainer import run_hf
 from tuneforge.bench.measure import ModelShape, flops_per_token, window_rates
 from tuneforge.bench.peak import device_peak_bf16, measure_peak
-from tuneforge.bench.plain_loop import bench_device, run_plain
+from tuneforge.bench.plain_loop import bench_device, quiet, run_plain
 from tuneforge.bench.settings import BenchSettings, bench_job, machine_workers
 from tuneforge.bench.tokenize_rate import run_tokenize_rates
 from tuneforge.config import JobConfig
@@ -105,6 +105,7 @@ def run_bench(
 def _run(settings: BenchSettings, base: JobConfig | None, say: Say, work: Path) -> dict[str, Any]:
     from tuneforge.distributed.stages import prepare
 
+    quiet()
     use_gpu = torch.cuda.is_available()
     corpus = write_corpus(work / "data" / "bench.jsonl", settings.records) if base is None else work / "none"
     job1 = bench_job(settings, work, corpus, base, workers=1, use_gpu=use_gpu)
