@@ -128,7 +128,8 @@ def worker_memory(job: JobConfig, gpu_memory: int | None = None) -> int:
     """Bytes one worker may use: the GPU's memory, or this machine's available RAM shared by the workers.
 
     GPU: ``gpu_memory`` if given, else the first visible device's total memory. CPU: ``MemAvailable``
-    (every local worker is a process on this machine, so they share it).
+    (every local worker is a process on this machine, so they share it; on a cluster joined through
+    ``RAY_ADDRESS`` this machine's RAM is only an assumption, used to resolve ``auto`` values).
     """
     if job.distributed.use_gpu:
         if gpu_memory:
@@ -153,15 +154,29 @@ def worker_memory(job: JobConfig, gpu_memory: int | None = None) -> int:
     return available // (job.distributed.num_workers if on_local_instance() else 1)
 
 
+def _memory_known_here(job: JobConfig) -> bool:
+    """Whether this machine can tell a worker's memory: its own local workers, or a visible GPU."""
+    if job.distributed.use_gpu:
+        import torch
+
+        return torch.cuda.is_available()
+    return on_local_instance()
+
+
 def check_memory_fits(job: JobConfig, base_dir: Path | None, say: Callable[[str], None]) -> JobConfig:
     """Before Ray starts: resolve ``auto`` stage/micro-batch, or refuse a job that cannot fit its workers.
 
     The prediction is ``models.memory``'s (validated to +-20% on CPU); a configuration over the
     planner's headroom fails here with needed vs available per worker and a choice that would fit.
+    Where the workers' memory cannot be read here (a joined CPU cluster, GPUs the driver cannot see)
+    only ``auto`` values are planned (a GPU then needs to be visible).
     """
     from tuneforge.models.memory_plan import describe, plan, problem, requested, resolved
     from tuneforge.models.model_shape import job_shape
 
+    auto = job.distributed.zero_stage_auto or job.trainer.micro_batch_size_auto
+    if not auto and not _memory_known_here(job):
+        return job  # the workers' memory is not this machine's to read: only an explicit plan runs
     shape, trainable = job_shape(job, base_dir)
     p = plan(job, shape, trainable, job.distributed.num_workers, worker_memory(job))
     why = problem(job, p)

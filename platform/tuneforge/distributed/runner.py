@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -154,11 +154,11 @@ def run_job(
         name = _claim_run_name(home / "runs", name)
     run_dir = Path(job.trainer.output_dir or home / "runs" / name).resolve()
     check_before_work(job, run_dir, overwrite=overwrite or resume is not None)  # dir, model, tracking
+    job = check_memory_fits(job, None, events.phase)  # auto stage/micro-batch; unfit: refused now
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume is None:
         save_config(job, run_dir / CONFIG_FILE)
     prepared = prepare(job, run_dir, events.phase)
-    prepared = replace(prepared, job=check_memory_fits(prepared.job, prepared.base_dir, events.phase))
     job, uri = prepared.job, prepared.uri
 
     fmt_tag = {FORMAT_TAG: prepared.fmt.to_json()}

@@ -38,9 +38,11 @@ Offload = Literal["none", "optimizer", "optimizer+params"]
 GiB = 1024**3
 MiB = 1024**2
 
-#: Resident memory of a CPU worker process after importing torch, transformers, DeepSpeed and tuneforge's
-#: training blocks, before any model exists (measured by jobs/bench/memory_fit.py on the dev machines).
-CPU_RUNTIME_BYTES = 700 * MiB
+#: Resident memory of a CPU worker before its model: the process after importing torch, transformers,
+#: peft, DeepSpeed and the training blocks (511 MiB), the DeepSpeed engine and loop around a model of
+#: nothing (~570 MiB in all, jobs/bench/memory_fit.py's tiny case), plus Ray, Ray Data and MLflow's
+#: imports in a Ray Train worker (+54 MiB); measured on the dev machines (torch 2.13 CPU).
+CPU_RUNTIME_BYTES = 640 * MiB
 #: Device memory the CUDA context and the kernels take before any tensor (typical for torch 2.x on A100/H100).
 GPU_RUNTIME_BYTES = 1 * GiB
 #: Logits-sized fp32 buffers alive at the loss beyond the saved log-softmax: the logits themselves (held
