@@ -109,6 +109,8 @@ def run_case(rank: int, world: int, case: dict[str, Any], root: Path) -> dict[st
         "best_eval_loss": result.best_eval_loss,
         "eval_loss_after": result.eval_loss_after,
         "final_report": reporter.reports[-1] if reporter.reports else None,
+        "windows": [h for h in result.history if "train_loss" in h],
+        "first_step_unix": result.first_step_unix,
         "reports": reporter.reports,
         "checkpoints": reporter.checkpoints,
         "params": params,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any
 
 import _dist  # tests/integration/_dist.py; pytest puts the test dir on sys.path
@@ -52,8 +53,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "keep_dir": str(keep / "rope"),
     }
     cases["tokens"] = _case(2, steps=6, eval_every=4, log_every=5)  # an evaluation between log steps
+    started = time.time()
     per_rank = _dist.run_all(cases)
-    return {"rank0": per_rank[0], "rank1": per_rank[1], "keep": keep}
+    return {"rank0": per_rank[0], "rank1": per_rank[1], "keep": keep, "span": (started, time.time())}
 
 
 def test_zero_stages_match_plain_pytorch(runs: dict[str, Any]) -> None:
@@ -147,3 +149,16 @@ def test_reports_at_evaluations_count_every_token_so_far(runs: dict[str, Any]) -
     assert at_eval["step"] == 4 and final["step"] == 6
     assert at_eval["train_tokens"] > 0
     assert at_eval["train_tokens"] == final["train_tokens"] * 4 / 6  # every step has the same tokens
+
+
+def test_each_log_window_reports_its_own_throughput_and_the_first_step_time(runs: dict[str, Any]) -> None:
+    """What a benchmark reads: a tokens/s per log window (the median over windows after a warm-up
+    excludes start-up effects the cumulative figure keeps) and the wall clock of the first step."""
+    case = runs["rank0"]["tokens"]
+    windows = case["windows"]
+    assert [w["step"] for w in windows] == [4, 5, 6]  # flushed before the eval at 4, then log_every 5, end
+    rates = [w["window_tokens_per_second"] for w in windows]
+    assert all(math.isfinite(r) and r > 0 for r in rates), rates
+    started, ended = runs["span"]
+    assert started < case["first_step_unix"] < ended
+    assert case["final_report"]["first_step_unix"] == case["first_step_unix"]

@@ -108,8 +108,11 @@ class ModelConfig(_Section):
         description="Load pickle weight files (.bin/.pt/.pth) when the model directory has no safetensors; "
         "unpickling can run code, so only for directories you trust (a warning is logged).",
     )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weight dtype; auto = bfloat16 on GPU, float32 on CPU."
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "bf16-mixed"] = Field(
+        "auto",
+        description="Precision: float32; bfloat16/float16 weights (fp32 master copy); bf16-mixed = fp32 "
+        "weights with bf16 autocast. auto = bfloat16 on GPU, bf16-mixed on CPUs with AVX512-BF16/AMX, "
+        "else float32 (models/precision.py).",
     )
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
         "auto", description="Attention kernel; auto lets transformers pick."
@@ -365,6 +368,13 @@ class DistributedConfig(_Section):
     )
     offload_params: bool = Field(False, description="Keep parameters in CPU memory (needs zero_stage 3).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker.")
+    threads_per_worker: int | None = Field(
+        None,
+        ge=1,
+        description="Compute threads per worker (torch intra-op); unset = the node's cores shared "
+        "evenly among this job's workers on it (Ray's OMP_NUM_THREADS follows the CPU reservation, "
+        "which leaves cores idle once data preparation is done).",
+    )
     max_failures: int = Field(
         3,
         ge=-1,

@@ -20,9 +20,11 @@ import ray.train
 import ray.train.torch
 import torch
 
+from tuneforge.distributed.threads import set_worker_threads
 from tuneforge.distributed.worker_args import WorkerArgs
-from tuneforge.models.factory import load_model, resolve_dtype
+from tuneforge.models.factory import load_model
 from tuneforge.models.methods import apply_method, count_parameters
+from tuneforge.models.precision import autocast_dtype, resolve_dtype
 from tuneforge.models.tokenizer import load_tokenizer
 from tuneforge.tracking import log_metrics
 from tuneforge.training.checkpoint import load_resume_state
@@ -210,9 +212,11 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     configure_accelerator(job.distributed.use_gpu, str(args.extensions_dir))
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    set_worker_threads(job.distributed.threads_per_worker, ctx.get_local_world_size())
     device = ray.train.torch.get_device()
     seed_everything(job.trainer.seed, job.trainer.deterministic)  # before any weights are created
     dtype = resolve_dtype(job.model.dtype, job.distributed.use_gpu)
+    autocast = autocast_dtype(job.model.dtype, job.distributed.use_gpu)
 
     tokenizer = load_tokenizer(args.tokenizer_dir, job.model.trust_remote_code)
     phases["phase_tokenizer_unix"] = time.time()
@@ -223,11 +227,11 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     )
     trainable, total = count_parameters(model)
     phases["phase_model_unix"] = time.time()
-    engine = setup_engine(model, job.trainer, job.distributed, world, args.total_steps, dtype)
+    engine = setup_engine(model, job.trainer, job.distributed, world, args.total_steps, dtype, autocast)
     reference = None
     if job.method.resolved_reference() == "model":  # a frozen copy of the base, beside the policy
         base = load_model(args.base_dir, job.model, job.distributed.use_gpu)
-        reference = setup_reference(base, job.trainer, job.distributed, world, dtype)
+        reference = setup_reference(base, job.trainer, job.distributed, world, dtype, autocast)
     phases["phase_engine_unix"] = time.time()
     reporter = RayReporter(
         rank,

@@ -20,8 +20,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaFor
 
 from tuneforge.config import ConfigError, ModelConfig, TinyModelConfig
 from tuneforge.config.schema import RopeScalingConfig
+from tuneforge.models.precision import resolve_dtype
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _log = logging.getLogger(__name__)
 
 PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth")
@@ -41,13 +41,6 @@ DROPOUT_FIELDS = (
     "hidden_dropout_prob",
     "attention_probs_dropout_prob",
 )
-
-
-def resolve_dtype(name: str, use_gpu: bool) -> torch.dtype:
-    """``auto`` means bf16 on GPU and fp32 on CPU (CPU kernels for half precision are slow and lossy)."""
-    if name == "auto":
-        return torch.bfloat16 if use_gpu else torch.float32
-    return _DTYPES[name]
 
 
 def build_tiny_model(

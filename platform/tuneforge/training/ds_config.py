@@ -15,9 +15,18 @@ from tuneforge.config import DistributedConfig, TrainerConfig
 
 
 def build_ds_config(
-    trainer: TrainerConfig, dist: DistributedConfig, world_size: int, dtype: torch.dtype
+    trainer: TrainerConfig,
+    dist: DistributedConfig,
+    world_size: int,
+    dtype: torch.dtype,
+    autocast: torch.dtype | None = None,
 ) -> dict[str, Any]:
-    """The ds_config dict for ``deepspeed.initialize``."""
+    """The ds_config dict for ``deepspeed.initialize``.
+
+    ``dtype`` is the weights' (bf16/fp16: DeepSpeed's half-precision modes, fp32 master weights in
+    the optimizer); ``autocast`` a compute dtype for DeepSpeed's ``torch_autocast`` (fp32 weights,
+    low-precision matmuls: ``model.dtype: bf16-mixed``, models/precision.py).
+    """
     if dist.zero_stage_auto or trainer.micro_batch_size_auto:  # a placeholder must never train silently
         raise ValueError(
             "distributed.zero_stage / trainer.micro_batch_size 'auto' must be resolved by the memory planner "
@@ -40,6 +49,10 @@ def build_ds_config(
         "zero_optimization": zero,
         "bf16": {"enabled": dtype == torch.bfloat16},
         "fp16": {"enabled": dtype == torch.float16},
+        "torch_autocast": {
+            "enabled": autocast is not None,
+            "dtype": str(autocast or torch.bfloat16).removeprefix("torch."),
+        },
         # A client optimizer under ZeRO/offload: allowed explicitly, no DeepSpeedCPUAdam forced.
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,

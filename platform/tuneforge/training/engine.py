@@ -153,8 +153,13 @@ def setup_engine(
     world_size: int,
     total_steps: int,
     dtype: torch.dtype,
+    autocast: torch.dtype | None = None,
 ) -> TrainingEngine:
-    """Wrap ``model`` in a DeepSpeed engine configured from the job's trainer and distributed sections."""
+    """Wrap ``model`` in a DeepSpeed engine configured from the job's trainer and distributed sections.
+
+    ``autocast`` (``models.precision.autocast_dtype``) runs the forward under ``torch.autocast``
+    through DeepSpeed's ``torch_autocast``, so evaluation through the engine is autocast alike.
+    """
     import deepspeed
 
     optimizer = build_optimizer(model, trainer.lr, trainer.weight_decay)
@@ -164,6 +169,6 @@ def setup_engine(
         model=model,
         optimizer=optimizer,
         lr_scheduler=scheduler,
-        config=build_ds_config(trainer, dist, world_size, dtype),
+        config=build_ds_config(trainer, dist, world_size, dtype, autocast),
     )
     return engine

@@ -57,6 +57,7 @@ class LoopResult:
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
     best_eval_loss: float = math.nan
+    first_step_unix: float = math.nan  # wall clock (``time.time()``) when the first optimizer step ended
 
 
 def _to_device(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
@@ -167,8 +168,12 @@ def run_loop(
     per_step = world * t.grad_accum
 
     window_tokens = 0.0
-    window_loss: list[float] = []
+    # Losses stay tensors until a log window reduces them: a ``float(loss)`` per micro-batch would be
+    # a host sync per step (free on CPU, a pipeline stall on GPU).
+    window_loss: list[torch.Tensor] = []
+    window_time = 0.0  # training seconds of the current log window
     train_time = 0.0
+    first_step_unix = math.nan
     tick = time.perf_counter()
 
     def state(resumable_eval: float) -> TrainerState:
@@ -179,18 +184,23 @@ def run_loop(
 
     def log_window() -> None:
         """Reduce the losses/tokens since the last log across ranks (a collective) and log them."""
-        nonlocal train_time, tick, window_loss, window_tokens
-        train_time += time.perf_counter() - tick
-        tick = time.perf_counter()
-        loss_sum, n_loss, tok = all_reduce_sum([sum(window_loss), len(window_loss), window_tokens], device)
+        nonlocal train_time, tick, window_loss, window_tokens, window_time
+        now = time.perf_counter()
+        train_time += now - tick
+        window_time += now - tick
+        tick = now
+        local_loss = float(torch.stack(window_loss).float().sum()) if window_loss else 0.0
+        loss_sum, n_loss, tok = all_reduce_sum([local_loss, len(window_loss), window_tokens], device)
         pos.tokens += tok
         metrics = {
             "train_loss": loss_sum / max(n_loss, 1),
             "lr": float(engine.get_lr()[0]),
             "tokens_per_second": pos.tokens / max(train_time, 1e-9),
+            # This window alone: a benchmark takes the median over windows after its warm-up.
+            "window_tokens_per_second": tok / max(window_time, 1e-9),
             "epoch": float(pos.epoch),
         }
-        window_loss, window_tokens = [], 0.0
+        window_loss, window_tokens, window_time = [], 0.0, 0.0
         reporter.log(metrics, pos.step)
         history.append({"step": float(pos.step), **metrics})
 
@@ -221,10 +231,12 @@ def run_loop(
             ledger.record(pos.step + 1, pos.epoch, skip + local * world + rank, out.ids)
             local += 1
             window_tokens += out.tokens
-            window_loss.append(float(loss.detach()))
+            window_loss.append(loss.detach())
             if not boundary:
                 continue
             pos.step += 1
+            if math.isnan(first_step_unix):
+                first_step_unix = time.time()
             pos.consumed = skip + local * world
             assert pos.consumed % per_step == 0, (pos.consumed, per_step)
             step = pos.step
@@ -257,7 +269,8 @@ def run_loop(
                 raise Preempted(f"stopped by a signal at step {step}: a resumable checkpoint was saved")
             if step >= total_steps:
                 break
-        train_time += time.perf_counter() - tick
+        elapsed = time.perf_counter() - tick
+        train_time, window_time = train_time + elapsed, window_time + elapsed
         if local == 0 and skip == 0:
             raise RuntimeError("the training data yielded no batch: the dataset is smaller than one batch")
         if pos.step < total_steps and not (stopper and stopper.stopped):
@@ -277,13 +290,16 @@ def run_loop(
         "tokens_per_second": tps,
         "stopped_early": float(stopped),
         "best_eval_loss": best,
+        "first_step_unix": first_step_unix,
         **extras,
     }
     reporter.log({"stopped_early": float(stopped), "best_eval_loss": best}, pos.step)
     if not stopped:
         history.append({"step": float(pos.step), "eval_loss": eval_after})
     _checkpoint_and_report(engine, tokenizer, rank, stage, state(eval_after), final, reporter, vocab, device)
-    return LoopResult(eval_before, eval_after, int(pos.tokens), tps, pos.step, history, stopped, best)
+    return LoopResult(
+        eval_before, eval_after, int(pos.tokens), tps, pos.step, history, stopped, best, first_step_unix
+    )
 
 
 class Preempted(RuntimeError):

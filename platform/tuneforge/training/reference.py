@@ -38,13 +38,17 @@ def setup_reference(
     dist: DistributedConfig,
     world_size: int,
     dtype: torch.dtype,
+    autocast: torch.dtype | None = None,
 ) -> ReferenceModel:
-    """Freeze ``model`` (a second load of the base) and wrap it for inference beside the policy."""
+    """Freeze ``model`` (a second load of the base) and wrap it for inference beside the policy.
+
+    ``autocast`` as the policy's: both sides of a preference log-ratio computed alike.
+    """
     import deepspeed
 
     model.requires_grad_(False)
     model.eval()
-    config = build_ds_config(trainer, dist, world_size, dtype)
+    config = build_ds_config(trainer, dist, world_size, dtype, autocast)
     zero: dict[str, Any] = {"stage": 3 if dist.zero_stage == 3 else 0}
     if dist.zero_stage == 3 and dist.offload_params:
         zero["offload_param"] = config["zero_optimization"]["offload_param"]

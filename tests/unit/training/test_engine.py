@@ -170,3 +170,50 @@ def test_rope_scaling_refuses_to_stack_on_another_scaling() -> None:
     apply_rope_scaling(config, RopeScalingConfig(type="linear", factor=2))
     with pytest.raises(ValueError, match="refusing to stack"):
         apply_rope_scaling(config, RopeScalingConfig(type="yarn", factor=2))
+
+
+def _train_precisions(rank: int, world: int, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``_train_precision`` for each name, in one process (the spawn and imports are the slow part)."""
+    return {name: _train_precision(world, name) for name in names}
+
+
+def _train_precision(world: int, dtype_name: str) -> dict[str, Any]:
+    """Train the tiny model 20 steps through a real DeepSpeed engine at ``model.dtype: dtype_name``."""
+    from tuneforge.models.precision import autocast_dtype, resolve_dtype
+    from tuneforge.testing import synthetic_batches
+    from tuneforge.training.engine import setup_engine
+
+    spec = job(
+        model={"tiny": {**TINY, "hidden_size": 64, "intermediate_size": 128}, "dtype": dtype_name},
+        trainer={"lr": 3e-3, "lr_scheduler": "constant", "micro_batch_size": 8, "max_seq_len": 32},
+        distributed={"num_workers": 1, "zero_stage": 0},
+    )
+    torch.manual_seed(0)
+    model = build_tiny_model(spec.model.tiny, VOCAB, seed=0)
+    weights = resolve_dtype(dtype_name, use_gpu=False)
+    autocast = autocast_dtype(dtype_name, use_gpu=False)
+    engine = setup_engine(model.to(weights), spec.trainer, spec.distributed, world, 20, weights, autocast)
+    losses, logits_dtype = [], None
+    for batch in synthetic_batches(20, 8, 32, VOCAB, seed=1):
+        out = engine(**batch)
+        logits_dtype = out.logits.dtype
+        engine.backward(out.loss)
+        engine.step()
+        losses.append(float(out.loss))
+    params = {p.dtype for p in engine.module.parameters()}
+    state = {t.dtype for s in engine.optimizer.state.values() for t in s.values() if t.dim() > 0}
+    return {"losses": losses, "logits": logits_dtype, "params": params, "optimizer": state}
+
+
+def test_bf16_mixed_runs_bf16_matmuls_on_fp32_weights_and_tracks_fp32() -> None:
+    """``model.dtype: bf16-mixed`` (the CPU default where bf16 is native): DeepSpeed's torch_autocast
+    casts the matmuls, the weights and Adam's moments stay fp32, and the loss curve follows fp32's."""
+    from tuneforge.testing import spawn
+
+    runs = spawn(_train_precisions, 1, ("float32", "bf16-mixed"))[0]
+    fp32, mixed = runs["float32"], runs["bf16-mixed"]
+    assert fp32["logits"] is torch.float32 and mixed["logits"] is torch.bfloat16
+    assert mixed["params"] == {torch.float32} and mixed["optimizer"] == {torch.float32}
+    assert mixed["losses"][-1] < 0.5 * mixed["losses"][0]  # it learns
+    for a, b in zip(fp32["losses"], mixed["losses"], strict=True):
+        assert abs(a - b) <= 0.03 * a, (fp32["losses"], mixed["losses"])

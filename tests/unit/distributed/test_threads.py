@@ -1,0 +1,35 @@
+"""Worker thread counts: the node's cores shared by the job's workers on it, not Ray's CPU reservation."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from tuneforge.distributed.threads import node_cores, set_worker_threads, worker_threads
+
+
+@pytest.mark.parametrize(
+    ("configured", "cores", "local", "expected"),
+    [
+        (None, 2, 1, 2),  # one worker on a 2-core node: both cores (Ray's OMP_NUM_THREADS would say 1)
+        (None, 2, 2, 1),
+        (None, 16, 3, 5),
+        (None, 2, 4, 1),  # oversubscribed: never 0
+        (3, 2, 1, 3),  # distributed.threads_per_worker wins
+    ],
+)
+def test_threads_share_the_node(configured: int | None, cores: int, local: int, expected: int) -> None:
+    assert worker_threads(configured, cores, local) == expected
+
+
+def test_set_worker_threads_sizes_torch_and_openmp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))  # restored after
+    before = torch.get_num_threads()
+    try:
+        n = set_worker_threads(None, local_workers=1)
+        assert n == node_cores() == torch.get_num_threads()
+        assert os.environ["OMP_NUM_THREADS"] == str(n)
+    finally:
+        torch.set_num_threads(before)
