@@ -51,8 +51,8 @@ class StepTimer(TrainerCallback):
     """Seconds of every optimizer step, from one ``on_step_end`` to the next (the first from train begin)."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device, self.seconds, self._last = device, [], 0.0
-        self.seconds: list[float]
+        self.device, self._last = device, 0.0
+        self.seconds: list[float] = []
 
     def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
         self._last = time.perf_counter()
@@ -109,7 +109,7 @@ def run_hf(
             args=args,
             train_dataset=RowDataset(batches),
             data_collator=stack_rows,
-            optimizers=(optimizer, scheduler),
+            optimizers=(optimizer, scheduler),  # type: ignore[arg-type]
             callbacks=[timer],
         )
         trainer.remove_callback(PrinterCallback)  # its end-of-training dict would land in the report

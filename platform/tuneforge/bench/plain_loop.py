@@ -55,7 +55,8 @@ def run_plain(
     job = config_from_dict(job_raw)
     device = bench_device(use_gpu)
     torch.manual_seed(job.trainer.seed)
-    model = load_model(Path(base_dir), job.model, use_gpu).to(device)
+    model = load_model(Path(base_dir), job.model, use_gpu)
+    model.to(device)  # type: ignore[arg-type]  # transformers types .to() narrowly
     model.config.use_cache = False
     optimizer = build_optimizer(model, job.trainer.lr, job.trainer.weight_decay)
     scheduler = build_scheduler(optimizer, job.trainer, steps)

@@ -54,7 +54,7 @@ def register_bench_command(app: typer.Typer) -> None:
                     "seq_len": seq_len,
                     "records": records,
                 }
-                settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+                settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
                 settings = with_paths(settings, path)
             except ValueError as exc:
                 fail(str(exc))
