@@ -92,7 +92,7 @@ def bench_job(
     ``log_every`` = one window, a tracking store and output under ``work``.
     """
     raw: dict[str, Any] = (
-        base.model_dump(mode="json") if base is not None else _default_job(settings, train_file)
+        base.model_dump(mode="json") if base is not None else _default_job(settings, train_file, use_gpu)
     )
     zero = 0 if workers == 1 else 2
     raw["trainer"].update(
@@ -119,13 +119,15 @@ def bench_job(
     return config_from_dict(raw)
 
 
-def _default_job(settings: BenchSettings, train_file: Path) -> dict[str, Any]:
+def _default_job(settings: BenchSettings, train_file: Path, use_gpu: bool = False) -> dict[str, Any]:
+    """The built-in job: ``settings.dtype`` on CPU (fp32, comparable across runs), bf16 on a GPU."""
+    dtype = "bfloat16" if use_gpu and settings.dtype == "float32" else settings.dtype
     model: dict[str, Any] = (
-        {"name_or_path": SMOLLM2, "dtype": settings.dtype}
+        {"name_or_path": SMOLLM2, "dtype": dtype}
         if settings.model == "smollm2"
         else {
             "tiny": {**TINY_SHAPE, "max_position_embeddings": max(512, settings.seq_len)},
-            "dtype": settings.dtype,
+            "dtype": dtype,
         }
     )
     return {
