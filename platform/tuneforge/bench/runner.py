@@ -118,7 +118,7 @@ def _run(settings: BenchSettings, base: JobConfig | None, say: Say, work: Path) 
     enc = EncodeSettings(
         d.template, settings.seq_len, True, d.train_on_prompt, d.last_turn_only, d.truncation
     )
-    convs = train_conversations(job1, prepared.plan)  # type: ignore[arg-type]
+    convs = train_conversations(prepared.job, prepared.plan)  # type: ignore[arg-type]
     packed = packed_batches(convs, tokenizer, enc, settings.rows)
     padded = padded_batches(convs, tokenizer, enc, settings.rows)
     shape = model_shape(Path(base_dir), settings.seq_len)
