@@ -6,10 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
+from ray.data.dataset import MaterializedDataset
 
 from tuneforge.config import load_config
 from tuneforge.distributed.cluster import ensure_ray
-from tuneforge.distributed.data_pipeline import build_datasets, build_plan, cache_root
+from tuneforge.distributed.data_pipeline import (
+    MATERIALIZE_MAX_BYTES,
+    build_datasets,
+    build_plan,
+    cache_root,
+    split_bytes,
+)
 from tuneforge.models.base import prepare_base
 
 pytestmark = pytest.mark.integration
@@ -39,6 +46,13 @@ def test_cache_hit_reproduces_rows_and_settings_change_the_key(ray_head, tmp_pat
     assert again.cache_hit and again.cache_dir == first.cache_dir
     assert again.stats["train_tokens"] == first.stats["train_tokens"]
     assert _rows(again.train) == first_rows
+    # Small splits are pinned in the object store (no Ray Data execution per epoch), in the cache's
+    # order; a split over the limit streams from the Parquet files in that same order.
+    assert isinstance(again.train, MaterializedDataset)
+    assert split_bytes(entry / "train") <= MATERIALIZE_MAX_BYTES
+    streamed = build_datasets(job.data, job.trainer, str(base), plan, materialize=False)
+    assert not isinstance(streamed.train, MaterializedDataset)
+    assert _rows(streamed.train) == first_rows
     assert (
         json.loads((entry / "manifest.json").read_text())["stats"]["eval_blocks"]
         == first.stats["eval_blocks"]

@@ -260,6 +260,30 @@ def _write_entry(
         return token_cache.publish(tmp, entry, stats)
 
 
+#: Tokenized splits up to this size (uncompressed, per their Parquet metadata) are pinned in the object
+#: store: every epoch then iterates blocks already in memory. Streamed from Parquet instead, each epoch
+#: starts a fresh Ray Data execution (read tasks, worker processes), which stalled a small demo's
+#: training for several seconds at every epoch boundary (docs/performance.md).
+MATERIALIZE_MAX_BYTES = 256 * 2**20
+
+
+def split_bytes(path: Path) -> int:
+    """Uncompressed bytes of a cached split's Parquet files (from their metadata, nothing read)."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for f in path.glob("*.parquet"):
+        meta = pq.ParquetFile(f).metadata
+        total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return total
+
+
+def _pinned(ds: ray.data.Dataset) -> ray.data.Dataset:
+    """``ds`` materialized in the cache's order (the order a resumed run replays)."""
+    ds.context.execution_options.preserve_order = True
+    return ds.materialize()
+
+
 def _read_split(path: Path) -> ray.data.Dataset:
     files = sorted(str(f) for f in path.glob("*.parquet"))
     if not files:
@@ -268,12 +292,18 @@ def _read_split(path: Path) -> ray.data.Dataset:
 
 
 def build_datasets(
-    d: DataConfig, trainer: TrainerConfig, tokenizer_dir: str, plan: DataPlan, *, materialize: bool = False
+    d: DataConfig,
+    trainer: TrainerConfig,
+    tokenizer_dir: str,
+    plan: DataPlan,
+    *,
+    materialize: bool | None = None,
 ) -> PreparedData:
     """Read, dedup, split, mix, tokenize and block the job's data with Ray Data, through the cache.
 
     The returned datasets stream from the cache's Parquet files (``materialize=True`` pins them in
-    the object store, which a sweep needs: its trials must not launch Ray Data tasks themselves).
+    the object store, which a sweep needs: its trials must not launch Ray Data tasks themselves;
+    ``None`` pins them when they are small, ``MATERIALIZE_MAX_BYTES``).
     The split is by content hash, so it does not depend on file order. ``plan`` is the run's data
     plan (``build_plan``): the one read of the input files.
     """
@@ -294,12 +324,15 @@ def build_datasets(
         "cache": str(entry),
     }
     train, evald = (_read_split(entry / name).select_columns(columns) for name in ("train", "eval"))
+    if materialize is None:
+        materialize = sum(split_bytes(entry / name) for name in ("train", "eval")) <= MATERIALIZE_MAX_BYTES
     if materialize:
-        train, evald = train.materialize(), evald.materialize()
+        train, evald = _pinned(train), _pinned(evald)
     return PreparedData(train, evald, stats, report, cache_dir=str(entry), cache_hit=hit)
 
 
 __all__ = [
+    "MATERIALIZE_MAX_BYTES",
     "MODEL_COLUMNS_PACKED",
     "MODEL_COLUMNS_PADDED",
     "PIPELINE_VERSION",
@@ -312,5 +345,6 @@ __all__ = [
     "cache_root",
     "encode_settings",
     "plan_settings",
+    "split_bytes",
     "train_rows",
 ]
