@@ -323,6 +323,11 @@ class TrainerConfig(_Section):
     deterministic: bool = Field(
         False, description="Use deterministic kernels too (bit-identical reruns on GPU; slower)."
     )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model inside the DeepSpeed engine (engine.compile()). Off by "
+        "default: on CPU its minute-long compile did not pay for itself (docs/performance.md).",
+    )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="Stop when eval stops improving, e.g. {patience: 2}; needs eval_every > 0."
     )

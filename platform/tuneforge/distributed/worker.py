@@ -228,6 +228,8 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     trainable, total = count_parameters(model)
     phases["phase_model_unix"] = time.time()
     engine = setup_engine(model, job.trainer, job.distributed, world, args.total_steps, dtype, autocast)
+    if job.trainer.compile:
+        engine.compile()  # lazily: the first forward pays the compile
     reference = None
     if job.method.resolved_reference() == "model":  # a frozen copy of the base, beside the policy
         base = load_model(args.base_dir, job.model, job.distributed.use_gpu)

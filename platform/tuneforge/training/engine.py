@@ -54,6 +54,9 @@ class TrainingEngine(Protocol):
 
     def zero_optimization_stage(self) -> int: ...
 
+    def compile(self) -> None:
+        """``torch.compile`` the wrapped module (``trainer.compile``); the first forward compiles."""
+
     def save_checkpoint(
         self,
         save_dir: str,
