@@ -16,6 +16,8 @@ import os
 
 import torch
 
+from tuneforge.config import JobConfig
+
 
 def node_cores() -> int:
     """Cores this process may run on (its CPU affinity, which containers and ``taskset`` narrow)."""
@@ -32,6 +34,20 @@ def worker_threads(configured: int | None, cores: int, local_workers: int) -> in
     return max(1, cores // max(1, local_workers))
 
 
+def with_trial_threads(job: JobConfig, concurrent_trials: int, cores: int | None = None) -> JobConfig:
+    """``job`` with ``threads_per_worker`` set for a sweep on one machine, where trials run side by side.
+
+    A worker alone sizes its pool from its own job's workers on the node; it cannot see the other
+    trials' workers, and two trials each taking every core would oversubscribe them (OpenMP pools
+    spin). A value the user set is kept.
+    """
+    d = job.distributed
+    if d.threads_per_worker is not None:
+        return job
+    share = worker_threads(None, cores or node_cores(), concurrent_trials * d.num_workers)
+    return job.model_copy(update={"distributed": d.model_copy(update={"threads_per_worker": share})})
+
+
 def set_worker_threads(configured: int | None, local_workers: int) -> int:
     """Size torch's intra-op pool (and OpenMP's, for libraries reading it later); returns the count."""
     n = worker_threads(configured, node_cores(), local_workers)
@@ -40,4 +56,4 @@ def set_worker_threads(configured: int | None, local_workers: int) -> int:
     return n
 
 
-__all__ = ["node_cores", "set_worker_threads", "worker_threads"]
+__all__ = ["node_cores", "set_worker_threads", "with_trial_threads", "worker_threads"]

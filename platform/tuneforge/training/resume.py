@@ -28,6 +28,7 @@ CONFIG_FILE = "job.yaml"
 RESUMABLE_CHANGES = (
     "distributed.num_workers",
     "distributed.cpus_per_worker",
+    "distributed.threads_per_worker",
     "distributed.max_failures",
     "trainer.max_steps",
     "trainer.grad_accum",  # only as the rescale for a new worker count; checked below

@@ -27,8 +27,10 @@ from tuneforge.distributed.cluster import ensure_ray, quiet_libraries
 from tuneforge.distributed.data_pipeline import PreparedData
 from tuneforge.distributed.job_data import job_datasets, job_holdout
 from tuneforge.distributed.mix_data import MixSources, prepare_mix_sources
+from tuneforge.distributed.preflight import on_local_instance
 from tuneforge.distributed.runner import RunEvents
 from tuneforge.distributed.stages import without_unsafe_packing
+from tuneforge.distributed.threads import with_trial_threads
 from tuneforge.models.base import model_trust_tags
 from tuneforge.models.method_traits import supports_packing
 from tuneforge.tracking import (
@@ -209,6 +211,8 @@ def run_sweep(
                     variant, plan, prepared.tok_dir, prepared.base_dir, materialize=True
                 )
         sweep = sweep.model_copy(update={"max_concurrent_trials": _concurrency(job, sweep)})
+        if on_local_instance():  # trials share this machine's cores (a cluster's nodes: each its own)
+            job = with_trial_threads(job, sweep.max_concurrent_trials or 1)
         inputs = TrialInputs(uri, experiment_id, parent_run_id, prepared, sweep_dir, shared, mix)
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, base=job.model_dump(mode="json"), inputs=inputs), {"CPU": 0.01}

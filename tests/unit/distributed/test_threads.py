@@ -33,3 +33,15 @@ def test_set_worker_threads_sizes_torch_and_openmp(monkeypatch: pytest.MonkeyPat
         assert os.environ["OMP_NUM_THREADS"] == str(n)
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_local_sweep_splits_the_cores_among_concurrent_trials() -> None:
+    from tuneforge.config import config_from_dict
+    from tuneforge.distributed.threads import with_trial_threads
+
+    base = {"data": {"train_files": ["x.jsonl"]}, "registry": {"model_name": None}}
+    job = config_from_dict({**base, "distributed": {"num_workers": 1}})
+    assert with_trial_threads(job, 2, cores=2).distributed.threads_per_worker == 1  # 2 trials x 1 worker
+    assert with_trial_threads(job, 1, cores=8).distributed.threads_per_worker == 8
+    fixed = config_from_dict({**base, "distributed": {"num_workers": 1, "threads_per_worker": 3}})
+    assert with_trial_threads(fixed, 4, cores=2).distributed.threads_per_worker == 3  # the user's value
