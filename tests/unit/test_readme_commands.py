@@ -45,7 +45,7 @@ def test_readme_command(args: list[str], tmp_path: Path) -> None:
         config, overrides = args[1], [a for a in args[2:] if "=" in a and not a.startswith("-")]
         (load_sweep if args[0] == "sweep" else load_config)(REPO / config, overrides)
         return
-    if args[0] not in ("data", "modes", "version"):
+    if args[0] not in ("data", "modes", "version", "plan"):
         pytest.skip(f"`{args[0]}` needs a trained model; exercised in tests/integration")
     args = [str(tmp_path / Path(a).name) if i and args[i - 1] == "--out" else a for i, a in enumerate(args)]
     proc = subprocess.run([TUNEFORGE, *args], cwd=REPO, capture_output=True, text=True, timeout=300)

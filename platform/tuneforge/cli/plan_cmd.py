@@ -57,13 +57,14 @@ def throughput(job: Any, tokens_per_s: float | None, price_per_hour: float | Non
 def _table(rows: list[Any], recommended: Any, configured: Any) -> Table:
     table = Table(title="predicted peak memory per worker (GiB)")
     for col in ("choice", "micro-batch", "model states", "offloaded", "activations", "act. ckpt",
-                "runtime", "total", "total ckpt", "fits", "fits ckpt"):  # fmt: skip
+                "heap kept", "runtime", "total", "total ckpt", "fits", "fits ckpt"):  # fmt: skip
         table.add_column(col, justify="left" if col == "choice" else "right")
     for c in rows:
         mark = " (recommended)" if c is recommended else " (configured)" if c is configured else ""
         table.add_row(
             c.label() + mark, str(c.micro_batch_size), _gib(c.model_states), _gib(c.offloaded),
-            _gib(c.activations), _gib(c.activations_checkpointed), _gib(c.runtime), _gib(c.total),
+            _gib(c.activations), _gib(c.activations_checkpointed), _gib(c.retained), _gib(c.runtime),
+            _gib(c.total),
             _gib(c.total_checkpointed), "yes" if c.fits else "no", "yes" if c.fits_checkpointed else "no",
         )  # fmt: skip
     return table

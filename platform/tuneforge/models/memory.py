@@ -45,6 +45,12 @@ MiB = 1024**2
 CPU_RUNTIME_BYTES = 640 * MiB
 #: Device memory the CUDA context and the kernels take before any tensor (typical for torch 2.x on A100/H100).
 GPU_RUNTIME_BYTES = 1 * GiB
+#: CPU only: glibc's malloc keeps the memory of tensors freed during the forward (its dynamic mmap
+#: threshold moves large blocks onto the heap, which is not returned to the system), so the resident
+#: peak holds about one more copy of the saved activations, minus what gradients and optimizer states
+#: later reuse. Measured on SmolLM2 LoRA (jobs/bench/memory_fit.py): 4506 MiB resident by default,
+#: 2918 MiB with MALLOC_MMAP_THRESHOLD_=131072 (a fixed threshold: freed blocks go back at once).
+CPU_ALLOCATOR_RETENTION = 1.0
 #: Logits-sized fp32 buffers alive at the loss beyond the saved log-softmax: the logits themselves (held
 #: by the model output through the backward), the log-softmax gradient and the logits gradient.
 LOSS_TRANSIENT_BUFFERS = 3
@@ -108,6 +114,14 @@ def model_states(
     if offload == "optimizer":
         return States(gathered + int(w * t / world) + frozen_part, int(16 * t / world))
     return States(gathered, int(16 * t / world) + int(w * t / world) + frozen_part)
+
+
+def weight_state_bytes(
+    shape: ModelShape, trainable: int, stage: int, world: int, w: int, frozen_bytes: float
+) -> int:
+    """The weights' share of ``model_states`` on one worker (the rest: gradients and optimizer states)."""
+    weights = w * trainable + int((shape.total_params - trainable) * frozen_bytes)
+    return weights // world if stage == 3 else weights
 
 
 def deepspeed_estimate(

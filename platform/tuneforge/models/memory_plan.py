@@ -12,8 +12,10 @@ from dataclasses import asdict, dataclass, field
 
 from tuneforge.config import JobConfig
 from tuneforge.models.memory import (
+    CPU_ALLOCATOR_RETENTION,
     CPU_RUNTIME_BYTES,
     GPU_RUNTIME_BYTES,
+    LOSS_TRANSIENT_BUFFERS,
     GiB,
     ModelShape,
     Offload,
@@ -21,6 +23,7 @@ from tuneforge.models.memory import (
     frozen_bytes,
     model_states,
     weight_bytes,
+    weight_state_bytes,
 )
 
 #: Fastest first: a lower stage communicates less; offloading moves the optimizer step to the CPU.
@@ -51,6 +54,7 @@ class Choice:
     offloaded: int
     activations: int
     activations_checkpointed: int
+    retained: int  # CPU: freed activation memory glibc's heap still holds at the peak (models.memory)
     runtime: int
     total: int
     total_checkpointed: int
@@ -123,8 +127,16 @@ def _choice(
     states = model_states(shape, trainable, stage, offload, world, w, frozen_bytes(method, w))
     act = activation_bytes(shape, method, mb, seq, w)
     act_ckpt = activation_bytes(shape, method, mb, seq, w, checkpointing=True)
-    host_counts = not job.distributed.use_gpu  # CPU: "offloaded" is the same RAM
-    base = states.device + (states.host if host_counts else 0) + runtime
+    cpu = not job.distributed.use_gpu  # CPU: "offloaded" is the same RAM, and glibc's heap keeps memory
+    resident = states.device + (states.host if cpu else 0)
+    retained = retained_ckpt = 0
+    if cpu:
+        weights = weight_state_bytes(shape, trainable, stage, world, w, frozen_bytes(method, w))
+        reusable = max(0, resident - weights)  # gradients and optimizer states reuse the retained heap
+        loss = mb * seq * LOSS_TRANSIENT_BUFFERS * 4 * shape.vocab
+        retained = max(0, int(CPU_ALLOCATOR_RETENTION * (act - loss)) - reusable)
+        retained_ckpt = max(0, int(CPU_ALLOCATOR_RETENTION * (act_ckpt - loss)) - reusable)
+    base = resident + runtime
     limit = int(available * HEADROOM)
     return Choice(
         zero_stage=stage,
@@ -134,12 +146,13 @@ def _choice(
         offloaded=states.host,
         activations=act,
         activations_checkpointed=act_ckpt,
+        retained=retained,
         runtime=runtime,
-        total=base + act,
-        total_checkpointed=base + act_ckpt,
+        total=base + act + retained,
+        total_checkpointed=base + act_ckpt + retained_ckpt,
         available=available,
-        fits=base + act <= limit,
-        fits_checkpointed=base + act_ckpt <= limit,
+        fits=base + act + retained <= limit,
+        fits_checkpointed=base + act_ckpt + retained_ckpt <= limit,
     )
 
 
@@ -189,7 +202,9 @@ def problem(job: JobConfig, p: Plan) -> str | None:
     what = (
         f"{describe(worst)} needs {_gib(worst.total)} per worker (model states {_gib(worst.model_states)}"
         + (f" + offloaded {_gib(worst.offloaded)}" if worst.offloaded and not d.use_gpu else "")
-        + f", activations {_gib(worst.activations)}, runtime {_gib(worst.runtime)}) but a worker has "
+        + f", activations {_gib(worst.activations)}"
+        + (f" + {_gib(worst.retained)} kept by the allocator" if worst.retained else "")
+        + f", runtime {_gib(worst.runtime)}) but a worker has "
         f"{_gib(int(worst.available * HEADROOM))} ({HEADROOM:.0%} of {_gib(worst.available)})"
     )
     better = p.recommended
