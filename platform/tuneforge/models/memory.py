@@ -80,11 +80,12 @@ class States:
 
 
 def weight_bytes(job: JobConfig) -> int:
-    """Bytes per weight of the model dtype (``auto``: bf16 on GPU, fp32 on CPU, as models.factory does)."""
-    dtype = job.model.dtype
-    if dtype == "auto":
-        return 2 if job.distributed.use_gpu else 4
-    return 4 if dtype == "float32" else 2
+    """Bytes per weight of the model dtype, ``auto`` resolved as training does (models/precision.py):
+    bf16-mixed (the CPU default with bf16 instructions) keeps fp32 weights."""
+    from tuneforge.models.precision import resolved_precision  # torch: only when a job is planned
+
+    dtype = resolved_precision(job.model.dtype, job.distributed.use_gpu)
+    return 4 if dtype in ("float32", "bf16-mixed") else 2
 
 
 def model_states(
