@@ -219,3 +219,31 @@ def test_padded_batch_matches_unpadded(model: LlamaForCausalLM) -> None:
         n = len(doc["input_ids"])
         alone = model(input_ids=torch.tensor([doc["input_ids"]])).logits[0]
         torch.testing.assert_close(out.logits[row, :n], alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_packed_flash_attention_varlen_equals_documents_run_one_by_one() -> None:
+    """On GPU the packed path runs FlashAttention's varlen kernel (transformers derives the document
+    boundaries from the restarting ``position_ids``): no attention across documents, at no padding."""
+    import importlib.util
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA: FlashAttention runs on GPUs only")
+    if importlib.util.find_spec("flash_attn") is None:
+        pytest.skip("needs the flash-attn package (pip install flash-attn)")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, attn_implementation="flash_attention_2",
+    )  # fmt: skip
+    llama = LlamaForCausalLM(config).to("cuda", torch.bfloat16).eval()
+    docs = _docs(DOC_LENGTHS, seed=3)
+    blocks = pack_examples(docs, MAX_SEQ_LEN, PAD)
+    inputs = {k: v.cuda() for k, v in to_model_inputs(collate(blocks)).items()}
+    packed = llama(**inputs).logits.float()
+    for row, block in enumerate(blocks):
+        for span in _split_documents(block):
+            ids = torch.tensor([block["input_ids"][span]], device="cuda")
+            alone = llama(input_ids=ids).logits[0].float()
+            torch.testing.assert_close(packed[row, span], alone, atol=3e-2, rtol=3e-2)
