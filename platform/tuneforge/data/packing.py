@@ -48,20 +48,31 @@ def _checked_length(example: dict[str, list[int]], max_seq_len: int) -> int:
 def pack_examples(
     examples: Iterable[dict[str, list[int]]], max_seq_len: int, pad_id: int
 ) -> list[dict[str, list[int]]]:
-    """Pack examples into blocks of exactly ``max_seq_len`` tokens, first-fit in input order.
+    """Pack examples into blocks of exactly ``max_seq_len`` tokens, best-fit decreasing.
 
-    Each example goes into the first open block with room for it, or opens a new block; examples are
-    never split. Returns blocks with ``input_ids``, ``labels`` and ``position_ids``. The label of each
-    document's first token is ``-100``: HF shifts labels left, so that label would otherwise be
-    predicted from the previous document's last token.
+    Longest example first (ties in input order), each into the open block it fills most tightly, or
+    a new block; examples are never split. Best-fit decreasing left 0.4% padding on the benchmark's
+    instruction corpus where first-fit in input order left 2.9% (docs/performance.md); the layout
+    depends on the lengths alone, which ``tokenize_blocks.source_tokens`` relies on. Returns blocks
+    with ``input_ids``, ``labels`` and ``position_ids``. The label of each document's first token is
+    ``-100``: HF shifts labels left, so that label would otherwise be predicted from the previous
+    document's last token.
     """
+    examples = list(examples)
+    lengths = [_checked_length(example, max_seq_len) for example in examples]
     blocks: list[dict[str, list[int]]] = []
-    for example in examples:
-        n = _checked_length(example, max_seq_len)
-        block = next((b for b in blocks if len(b["input_ids"]) + n <= max_seq_len), None)
-        if block is None:
-            block = {"input_ids": [], "labels": [], "position_ids": []}
-            blocks.append(block)
+    room: list[int] = []  # free tokens of each block
+    for i in sorted(range(len(examples)), key=lambda j: -lengths[j]):
+        example, n = examples[i], lengths[i]
+        fits = [b for b, free in enumerate(room) if free >= n]
+        if fits:
+            b = min(fits, key=lambda k: room[k])
+        else:
+            b = len(blocks)
+            blocks.append({"input_ids": [], "labels": [], "position_ids": []})
+            room.append(max_seq_len)
+        room[b] -= n
+        block = blocks[b]
         block["input_ids"] += example["input_ids"]
         block["labels"] += [IGNORE_INDEX, *example["labels"][1:]]
         block["position_ids"] += range(n)

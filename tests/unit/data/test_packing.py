@@ -247,3 +247,15 @@ def test_packed_flash_attention_varlen_equals_documents_run_one_by_one() -> None
             ids = torch.tensor([block["input_ids"][span]], device="cuda")
             alone = llama(input_ids=ids).logits[0].float()
             torch.testing.assert_close(packed[row, span], alone, atol=3e-2, rtol=3e-2)
+
+
+def test_best_fit_decreasing_fills_blocks_first_fit_in_order_would_leave_half_empty() -> None:
+    """Lengths 4, 3, 6, 7 into blocks of 10: first-fit in input order needs three blocks (4+3, 6, 7),
+    best-fit decreasing two full ones (7+3, 6+4), with every document intact and positions restarting."""
+    docs = [{"input_ids": [n] * n, "labels": [n] * n} for n in (4, 3, 6, 7)]
+    blocks = pack_examples(docs, 10, PAD)
+    assert len(blocks) == 2 and all(PAD not in b["input_ids"] for b in blocks)
+    assert sorted(tuple(b["input_ids"]) for b in blocks) == sorted([(6,) * 6 + (4,) * 4, (7,) * 7 + (3,) * 3])
+    for block in blocks:
+        starts = [i for i, p in enumerate(block["position_ids"]) if p == 0]
+        assert [block["labels"][i] for i in starts] == [IGNORE_INDEX] * len(starts)
