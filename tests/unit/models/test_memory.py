@@ -190,15 +190,27 @@ def test_recommend_picks_the_lowest_stage_without_offload_that_fits() -> None:
     shape = _shape()
     roomy = plan(job, shape, shape.total_params, 1, 64 * GiB)
     assert (roomy.recommended.zero_stage, roomy.recommended.offload) == (0, "none")  # type: ignore[union-attr]
-    # 4 ranks with just enough for ZeRO-3's partitioned states: the replicated ones do not fit
-    job4 = _job(model={"dtype": "float32"}, distributed={"num_workers": 4})
+    # 4 GPU ranks with just enough for ZeRO-3's partitioned states: the replicated ones do not fit
+    job4 = _job(model={"dtype": "float32"}, distributed={"num_workers": 4, "use_gpu": True})
     need = {(c.zero_stage, c.offload): c.total for c in plan(job4, shape, shape.total_params, 4, GiB).choices}
     assert need[(0, "none")] > need[(1, "none")] > need[(2, "none")] > need[(3, "none")]
     tight = plan(job4, shape, shape.total_params, 4, int(need[(3, "none")] / HEADROOM) + 1)
     rec = tight.recommended
     assert rec is not None and (rec.zero_stage, rec.offload) == (3, "none")
-    assert not any(c.fits for c in tight.choices if c.zero_stage < 3)
+    assert not any(c.fits for c in tight.choices if c.zero_stage < 3 and c.offload == "none")
     assert recommend([c for c in tight.choices if not c.fits]) is None
+
+
+def test_cpu_heap_kept_counts_where_gradients_and_optimizer_states_cannot_reuse_it() -> None:
+    shape = _shape()
+    lora = LoraMethod(r=16, alpha=32, target_modules="all-linear")
+    job_lora = _job(model={"dtype": "float32"}, method=lora.model_dump(), distributed={"num_workers": 1})
+    job_full = _job(model={"dtype": "float32"}, distributed={"num_workers": 1})
+    kept_lora = plan(job_lora, shape, 4_884_480, 1, 64 * GiB).choices[0].retained
+    kept_full = plan(job_full, shape, shape.total_params, 1, 64 * GiB).choices[0].retained
+    assert kept_lora > kept_full >= 0
+    on_gpu = _job(model={"dtype": "float32"}, method=lora.model_dump(), distributed={"use_gpu": True})
+    assert plan(on_gpu, shape, 4_884_480, 1, 64 * GiB).choices[0].retained == 0
 
 
 def test_auto_resolves_stage_and_largest_micro_batch_that_fits() -> None:
@@ -229,7 +241,7 @@ def test_auto_on_the_command_line_and_unresolved_auto_never_trains() -> None:
 
 
 def test_a_job_that_cannot_fit_is_refused_with_sizes_and_a_fix() -> None:
-    job = _job(model={"dtype": "float32"}, distributed={"num_workers": 4, "zero_stage": 0})
+    job = _job(model={"dtype": "float32"}, distributed={"num_workers": 4, "zero_stage": 0, "use_gpu": True})
     shape = _shape()
     zero3 = next(c for c in plan(job, shape, shape.total_params, 4, GiB).choices if c.zero_stage == 3)
     p = plan(job, shape, shape.total_params, 4, int(zero3.total / HEADROOM) + 1)
