@@ -167,6 +167,7 @@ def predict(name: str, args: argparse.Namespace, base_dir: str | None) -> dict[s
         "total_params": shape.total_params,
         "model_states": row.model_states,
         "activations": row.activations,
+        "retained": row.retained,
         "runtime": runtime,
         "total": row.total,
         "micro_batch_size": job.trainer.micro_batch_size,
