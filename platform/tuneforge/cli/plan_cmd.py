@@ -98,7 +98,7 @@ def register_plan_command(app: typer.Typer) -> None:
         offline_defaults()
         with user_errors():
             from tuneforge.config import load_config
-            from tuneforge.distributed.preflight import worker_memory
+            from tuneforge.distributed.preflight import converted_base, worker_memory
             from tuneforge.models.memory_plan import plan as make_plan
             from tuneforge.models.memory_plan import problem, requested
             from tuneforge.models.model_shape import job_shape
@@ -109,7 +109,7 @@ def register_plan_command(app: typer.Typer) -> None:
                 job = job.model_copy(update={"distributed": dist})
             rate = bench_tokens_per_s(bench) if bench is not None else tokens_per_s
             available = worker_memory(job, int(gpu_memory * GiB) if gpu_memory else None)
-            shape, trainable = job_shape(job)
+            shape, trainable = job_shape(job, converted_base(job))  # a converted GGUF: its config.json
             p = make_plan(job, shape, trainable, job.distributed.num_workers, available)
             chosen = requested(job, p)
             why = problem(job, p)

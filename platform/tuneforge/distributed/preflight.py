@@ -163,6 +163,20 @@ def _memory_known_here(job: JobConfig) -> bool:
     return on_local_instance()
 
 
+def converted_base(job: JobConfig) -> Path | None:
+    """A GGUF base's converted directory when an earlier run made it (its config.json reads at once)."""
+    from tuneforge.models.gguf import converted_dir, is_converted, is_gguf, local_model_path
+    from tuneforge.paths import tuneforge_home
+
+    if job.model.name_or_path is None:
+        return None
+    path = local_model_path(job.model.name_or_path)
+    if not is_gguf(path) or not path.is_file():
+        return None
+    folder, _ = converted_dir(path, tuneforge_home() / "cache" / "models")  # stages.prepare's cache
+    return folder if is_converted(folder) else None
+
+
 def check_memory_fits(job: JobConfig, base_dir: Path | None, say: Callable[[str], None]) -> JobConfig:
     """Before Ray starts: resolve ``auto`` stage/micro-batch, or refuse a job that cannot fit its workers.
 
@@ -177,7 +191,7 @@ def check_memory_fits(job: JobConfig, base_dir: Path | None, say: Callable[[str]
     auto = job.distributed.zero_stage_auto or job.trainer.micro_batch_size_auto
     if not auto and not _memory_known_here(job):
         return job  # the workers' memory is not this machine's to read: only an explicit plan runs
-    shape, trainable = job_shape(job, base_dir)
+    shape, trainable = job_shape(job, base_dir or converted_base(job))
     p = plan(job, shape, trainable, job.distributed.num_workers, worker_memory(job))
     why = problem(job, p)
     if why:
@@ -201,6 +215,7 @@ __all__ = [
     "check_before_work",
     "check_cluster_fits",
     "check_memory_fits",
+    "converted_base",
     "cpus_needed",
     "fit_problem",
     "local_num_cpus",

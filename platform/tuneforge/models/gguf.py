@@ -89,6 +89,17 @@ def dequantized_copy(loaded: PreTrainedModel) -> PreTrainedModel:
     return model.eval()
 
 
+def converted_dir(gguf_path: str | Path, cache_root: str | Path) -> tuple[Path, str]:
+    """(where ``convert_gguf`` keeps this file's HF directory, the file's sha256): keyed by content."""
+    sha = sha256_file(gguf_path)  # the cache key: a renamed copy reuses the entry
+    return Path(cache_root) / f"gguf-{sha[:16]}", sha
+
+
+def is_converted(folder: Path) -> bool:
+    """Whether ``folder`` is a complete conversion (published atomically with its source record)."""
+    return (folder / "config.json").exists() and (folder / SOURCE_FILE).exists()
+
+
 def convert_gguf(gguf_path: str | Path, cache_root: str | Path) -> Path:
     """The cached HF directory of ``gguf_path`` (converted on first use, then reused)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -98,9 +109,8 @@ def convert_gguf(gguf_path: str | Path, cache_root: str | Path) -> Path:
     gguf_path = Path(gguf_path).resolve()
     if not gguf_path.is_file():
         raise FileNotFoundError(f"model.name_or_path: GGUF file '{gguf_path}' does not exist")
-    sha = sha256_file(gguf_path)  # the cache key: a renamed copy reuses the entry
-    out = Path(cache_root) / f"gguf-{sha[:16]}"
-    if (out / "config.json").exists() and (out / SOURCE_FILE).exists():
+    out, sha = converted_dir(gguf_path, cache_root)
+    if is_converted(out):
         return out
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)

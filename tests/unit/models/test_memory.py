@@ -279,3 +279,22 @@ def test_gguf_shape_is_read_from_the_header() -> None:
     assert shape.total_params == 134_515_008 and shape.layers == 30 and shape.kv_heads == 3
     assert trainable == 30 * 16 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536))  # q,o; k,v; MLP
     assert model_config(job.model, Path("/nonexistent")).vocab_size == 49152
+
+
+def test_a_converted_gguf_base_is_planned_from_its_config_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tuneforge.distributed.preflight import converted_base
+    from tuneforge.models.gguf import SOURCE_FILE, converted_dir
+
+    monkeypatch.setenv("TUNEFORGE_HOME", str(tmp_path / "home"))
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 64)
+    job = _job(model={"name_or_path": str(gguf)})
+    assert converted_base(job) is None  # never converted: the header would be read
+    folder, _ = converted_dir(gguf, tmp_path / "home" / "cache" / "models")
+    folder.mkdir(parents=True)
+    LARGE["135m"].save_pretrained(folder)
+    (folder / SOURCE_FILE).write_text("{}")
+    assert converted_base(job) == folder
+    assert job_shape(job, folder)[0].total_params == 134_515_008
