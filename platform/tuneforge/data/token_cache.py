@@ -33,7 +33,8 @@ from tuneforge.data.plan import DataPlan
 from tuneforge.data.tokenize_blocks import COUNTERS, EncodeSettings
 
 #: bump when the rows the pipeline writes change for the same inputs (invalidates every cache entry)
-PIPELINE_VERSION = 4  # 2: seeded global shuffle, source_tokens; 3: order-keeping Parquet sink; 4: best-fit packing
+# 2: seeded global shuffle, source_tokens; 3: order-keeping Parquet sink; 4: best-fit decreasing packing
+PIPELINE_VERSION = 4
 MANIFEST = "manifest.json"
 SPLITS = ("train", "eval")
 

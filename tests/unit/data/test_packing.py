@@ -259,3 +259,13 @@ def test_best_fit_decreasing_fills_blocks_first_fit_in_order_would_leave_half_em
     for block in blocks:
         starts = [i for i, p in enumerate(block["position_ids"]) if p == 0]
         assert [block["labels"][i] for i in starts] == [IGNORE_INDEX] * len(starts)
+
+
+def test_blocks_keep_the_input_order_of_their_earliest_document() -> None:
+    """Packing decreasing by length must not sort the stream by length: blocks come in the input
+    order of their earliest document."""
+    lengths = (2, 9, 3, 8, 5, 6)
+    docs = [{"input_ids": [i + 1] * n, "labels": [i + 1] * n} for i, n in enumerate(lengths)]
+    blocks = pack_examples(docs, 10, PAD)
+    earliest = [min(t for t in b["input_ids"] if t != PAD) for b in blocks]
+    assert earliest == sorted(earliest) and earliest[0] == 1
