@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, SequentialSampler
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from tuneforge.bench.plain_loop import bench_device, peak_rss_bytes, quiet
-from tuneforge.config import config_from_dict
-from tuneforge.models.factory import load_model
-from tuneforge.training.engine import build_optimizer, build_scheduler
+from tuneforge.bench.plain_loop import process_stats, setup_loop
 
 
 class RowDataset(Dataset[dict[str, torch.Tensor]]):
@@ -73,15 +69,9 @@ def run_hf(
     use_gpu: bool = False,
 ) -> dict[str, Any]:
     """Train ``steps`` steps with ``transformers.Trainer``; per-step seconds, losses and peak memory."""
-    quiet()
-    job = config_from_dict(job_raw)
-    device = bench_device(use_gpu)
-    torch.manual_seed(job.trainer.seed)
-    model = load_model(Path(base_dir), job.model, use_gpu)
-    model.config.use_cache = False
+    s = setup_loop(job_raw, base_dir, steps, use_gpu)
+    job, device = s.job, s.device
     rows = len(batches[0]["input_ids"])
-    optimizer = build_optimizer(model, job.trainer.lr, job.trainer.weight_decay)
-    scheduler = build_scheduler(optimizer, job.trainer, steps)
     timer = StepTimer(device)
     with tempfile.TemporaryDirectory(prefix="tf-bench-hf-") as out:
         args = TrainingArguments(
@@ -101,15 +91,16 @@ def run_hf(
             remove_unused_columns=False,
             disable_tqdm=True,
             use_cpu=device.type == "cpu",
+            bf16=s.autocast is torch.bfloat16,  # the job's autocast, as the engine's torch_autocast
             seed=job.trainer.seed,
             data_seed=job.trainer.seed,
         )
         trainer = _InOrder(
-            model=model,
+            model=s.model,
             args=args,
             train_dataset=RowDataset(batches),
             data_collator=stack_rows,
-            optimizers=(optimizer, scheduler),  # type: ignore[arg-type]
+            optimizers=(s.optimizer, s.scheduler),
             callbacks=[timer],
         )
         trainer.remove_callback(PrinterCallback)  # its end-of-training dict would land in the report
@@ -117,8 +108,5 @@ def run_hf(
     return {
         "step_seconds": timer.seconds,
         "train_loss": float(result.training_loss),
-        "peak_rss_bytes": peak_rss_bytes(),
-        "peak_device_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
-        "threads": torch.get_num_threads(),
-        "device": str(device),
+        **process_stats(device),
     }

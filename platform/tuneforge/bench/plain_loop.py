@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tuneforge.config import config_from_dict
+from tuneforge.config import JobConfig, config_from_dict
 from tuneforge.data import to_model_inputs
 from tuneforge.models.factory import load_model
+from tuneforge.models.precision import autocast_dtype
 from tuneforge.training.engine import build_optimizer, build_scheduler
 
 
@@ -43,14 +45,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_plain(
-    job_raw: dict[str, Any],
-    base_dir: str,
-    batches: list[dict[str, torch.Tensor]],
-    steps: int,
-    use_gpu: bool = False,
-) -> dict[str, Any]:
-    """Train ``steps`` steps over ``batches`` (cycling); per-step seconds, losses and peak memory."""
+@dataclass
+class LoopSetup:
+    """What a single-process path trains with: the job, its device, model, optimizer and schedule, and
+    the job's autocast dtype (``model.dtype: bf16-mixed``, or ``auto`` on a bf16 CPU), so that these
+    paths compute in the precision the full path's engine does."""
+
+    job: JobConfig
+    device: torch.device
+    model: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    autocast: torch.dtype | None
+
+
+def setup_loop(job_raw: dict[str, Any], base_dir: str, steps: int, use_gpu: bool) -> LoopSetup:
+    """The base weights, tuneforge's AdamW groups and LR schedule, seeded as the full path is."""
     quiet()
     job = config_from_dict(job_raw)
     device = bench_device(use_gpu)
@@ -60,13 +70,37 @@ def run_plain(
     model.config.use_cache = False
     optimizer = build_optimizer(model, job.trainer.lr, job.trainer.weight_decay)
     scheduler = build_scheduler(optimizer, job.trainer, steps)
+    return LoopSetup(job, device, model, optimizer, scheduler, autocast_dtype(job.model.dtype, use_gpu))
+
+
+def process_stats(device: torch.device) -> dict[str, Any]:
+    """Peak memory, threads and device of this bench process (each path runs in its own)."""
+    return {
+        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_device_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+
+
+def run_plain(
+    job_raw: dict[str, Any],
+    base_dir: str,
+    batches: list[dict[str, torch.Tensor]],
+    steps: int,
+    use_gpu: bool = False,
+) -> dict[str, Any]:
+    """Train ``steps`` steps over ``batches`` (cycling); per-step seconds, losses and peak memory."""
+    s = setup_loop(job_raw, base_dir, steps, use_gpu)
+    model, optimizer, scheduler, device, job = s.model, s.optimizer, s.scheduler, s.device, s.job
     model.train()
     seconds: list[float] = []
     losses: list[torch.Tensor] = []
     for step in range(steps):
         started = time.perf_counter()
         batch = {k: v.to(device, non_blocking=True) for k, v in batches[step % len(batches)].items()}
-        loss = model(**to_model_inputs(batch)).loss
+        with torch.autocast(device.type, dtype=s.autocast, enabled=s.autocast is not None):
+            loss = model(**to_model_inputs(batch)).loss
         loss.backward()
         if job.trainer.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), job.trainer.grad_clip)
@@ -79,8 +113,5 @@ def run_plain(
     return {
         "step_seconds": seconds,
         "losses": [float(x) for x in losses],
-        "peak_rss_bytes": peak_rss_bytes(),
-        "peak_device_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
-        "threads": torch.get_num_threads(),
-        "device": str(device),
+        **process_stats(device),
     }

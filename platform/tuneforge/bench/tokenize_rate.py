@@ -40,12 +40,16 @@ def single_process_rate(texts: list[str], tokenizer_dir: str, repeats: int = 3) 
         started = time.perf_counter()
         tokens = count_tokens(texts, tok)
         best = min(best, time.perf_counter() - started)
+    return _rate(len(texts), tokens, best)
+
+
+def _rate(records: int, tokens: int, seconds: float) -> dict[str, float]:
     return {
-        "records": len(texts),
+        "records": records,
         "tokens": tokens,
-        "seconds": best,
-        "records_per_s": len(texts) / best,
-        "tokens_per_s": tokens / best,
+        "seconds": seconds,
+        "records_per_s": records / seconds,
+        "tokens_per_s": tokens / seconds,
     }
 
 
@@ -68,13 +72,7 @@ def ray_data_rate(texts: list[str], tokenizer_dir: str) -> dict[str, float]:
     )
     tokens = int(ds.sum("n_tokens"))  # type: ignore[arg-type]  # one column: a number
     seconds = time.perf_counter() - started
-    return {
-        "records": len(texts),
-        "tokens": tokens,
-        "seconds": seconds,
-        "records_per_s": len(texts) / seconds,
-        "tokens_per_s": tokens / seconds,
-    }
+    return _rate(len(texts), tokens, seconds)
 
 
 def run_tokenize_rates(job_raw: dict[str, Any], tokenizer_dir: str, texts: list[str]) -> dict[str, Any]:

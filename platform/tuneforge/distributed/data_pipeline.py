@@ -291,6 +291,23 @@ def _read_split(path: Path) -> ray.data.Dataset:
     return ray.data.read_parquet(files, override_num_blocks=max(1, len(files)))
 
 
+def cached_splits(
+    entry: Path, columns: Sequence[str], materialize: bool | None
+) -> tuple[ray.data.Dataset, ray.data.Dataset]:
+    """A cache entry's train and eval splits (``columns`` only), for SFT and preference entries alike.
+
+    ``materialize=True`` pins them in the object store, ``False`` streams them from the Parquet files,
+    ``None`` pins them when they are small (``MATERIALIZE_MAX_BYTES``).
+    """
+    names = ("train", "eval")
+    train, evald = (_read_split(entry / name).select_columns(list(columns)) for name in names)
+    if materialize is None:
+        materialize = sum(split_bytes(entry / name) for name in names) <= MATERIALIZE_MAX_BYTES
+    if materialize:
+        train, evald = _pinned(train), _pinned(evald)
+    return train, evald
+
+
 def build_datasets(
     d: DataConfig,
     trainer: TrainerConfig,
@@ -323,11 +340,7 @@ def build_datasets(
         "stats": {k: v for k, v in stats.items() if k != "sources"},
         "cache": str(entry),
     }
-    train, evald = (_read_split(entry / name).select_columns(columns) for name in ("train", "eval"))
-    if materialize is None:
-        materialize = sum(split_bytes(entry / name) for name in ("train", "eval")) <= MATERIALIZE_MAX_BYTES
-    if materialize:
-        train, evald = _pinned(train), _pinned(evald)
+    train, evald = cached_splits(entry, columns, materialize)
     return PreparedData(train, evald, stats, report, cache_dir=str(entry), cache_hit=hit)
 
 
@@ -342,6 +355,7 @@ __all__ = [
     "build_datasets",
     "build_plan",
     "cache_key",
+    "cached_splits",
     "cache_root",
     "encode_settings",
     "plan_settings",

@@ -28,7 +28,7 @@ def job_datasets(
     """Tokenized train/eval datasets of ``job`` (through the tokenized-data cache; ``materialize``:
     pin them in the object store, ``None``: when small, ``data_pipeline.MATERIALIZE_MAX_BYTES``)."""
     if isinstance(plan, PreferencePlan):
-        return build_preference_datasets(job, str(tok_dir), plan, base_dir, materialize=bool(materialize))
+        return build_preference_datasets(job, str(tok_dir), plan, base_dir, materialize=materialize)
     return build_datasets(job.data, job.trainer, str(tok_dir), plan, materialize=materialize)
 
 

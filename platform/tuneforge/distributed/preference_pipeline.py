@@ -41,7 +41,7 @@ from tuneforge.data.preference import (
     row_to_record,
 )
 from tuneforge.data.preference.plan import PreferencePlan
-from tuneforge.distributed.data_pipeline import OrderedParquetSink, PreparedData, cache_root
+from tuneforge.distributed.data_pipeline import OrderedParquetSink, PreparedData, cache_root, cached_splits
 from tuneforge.models.tokenizer import load_tokenizer
 
 PREFERENCE_PIPELINE_VERSION = 2
@@ -181,7 +181,12 @@ def _count(path: Path, n_records: int) -> tuple[int, int, int]:
 
 
 def build_preference_datasets(
-    job: JobConfig, tokenizer_dir: str, plan: PreferencePlan, base_dir: Path, *, materialize: bool = False
+    job: JobConfig,
+    tokenizer_dir: str,
+    plan: PreferencePlan,
+    base_dir: Path,
+    *,
+    materialize: bool | None = None,
 ) -> PreparedData:
     """Encode (and score, for a precomputed reference) both splits through the cache; stream them back."""
     entry = cache_root(job.data) / preference_cache_key(job, plan, tokenizer_dir, base_dir)
@@ -213,15 +218,6 @@ def build_preference_datasets(
             "data: the preference eval split is empty; add data.eval_files or raise data.eval_fraction"
         )
     stats = {**manifest["stats"], **plan.stats(), "cache_hit": int(hit)}
-    cols = model_columns(job)
-    train: ray.data.Dataset = _read(entry / "train").select_columns(cols)
-    evald: ray.data.Dataset = _read(entry / "eval").select_columns(cols)
-    if materialize:
-        train, evald = train.materialize(), evald.materialize()
+    train, evald = cached_splits(entry, model_columns(job), materialize)
     report = {**plan.summary(), "stats": stats, "cache": str(entry)}
     return PreparedData(train, evald, stats, report, cache_dir=str(entry), cache_hit=hit)
-
-
-def _read(path: Path) -> ray.data.Dataset:
-    files = sorted(str(f) for f in path.glob("*.parquet"))
-    return ray.data.read_parquet(files, override_num_blocks=max(1, len(files)))

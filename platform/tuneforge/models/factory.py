@@ -43,15 +43,14 @@ DROPOUT_FIELDS = (
 )
 
 
-def build_tiny_model(
+def tiny_llama_config(
     cfg: TinyModelConfig,
     vocab_size: int,
-    seed: int,
     pad_token_id: int | None = None,
     eos_token_id: int | None = None,
-) -> LlamaForCausalLM:
-    """A random-init Llama built from a config, seeded so every worker and every test agrees."""
-    config = LlamaConfig(
+) -> LlamaConfig:
+    """The Llama config of ``model.tiny`` (untied head): what the tiny model is built from and planned by."""
+    return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=cfg.hidden_size,
         intermediate_size=cfg.intermediate_size,
@@ -64,6 +63,17 @@ def build_tiny_model(
         bos_token_id=None,
         tie_word_embeddings=False,
     )
+
+
+def build_tiny_model(
+    cfg: TinyModelConfig,
+    vocab_size: int,
+    seed: int,
+    pad_token_id: int | None = None,
+    eos_token_id: int | None = None,
+) -> LlamaForCausalLM:
+    """A random-init Llama built from a config, seeded so every worker and every test agrees."""
+    config = tiny_llama_config(cfg, vocab_size, pad_token_id, eos_token_id)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)

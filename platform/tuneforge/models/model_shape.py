@@ -21,22 +21,14 @@ if TYPE_CHECKING:
 
 def model_config(model: ModelConfig, base_dir: str | Path | None = None) -> PretrainedConfig:
     """The HF config of the job's model; ``base_dir`` (a prepared base) is read when given."""
-    from transformers import AutoConfig, LlamaConfig
+    from transformers import AutoConfig
 
     if base_dir is not None and (Path(base_dir) / "config.json").is_file():
         return AutoConfig.from_pretrained(str(base_dir))
     if model.name_or_path is None:
-        t = model.tiny
-        return LlamaConfig(
-            vocab_size=t.vocab_size,
-            hidden_size=t.hidden_size,
-            intermediate_size=t.intermediate_size,
-            num_hidden_layers=t.num_hidden_layers,
-            num_attention_heads=t.num_attention_heads,
-            num_key_value_heads=t.num_key_value_heads or t.num_attention_heads,
-            max_position_embeddings=t.max_position_embeddings,
-            tie_word_embeddings=False,
-        )
+        from tuneforge.models.factory import tiny_llama_config
+
+        return tiny_llama_config(model.tiny, model.tiny.vocab_size)
     from tuneforge.models.gguf import is_gguf, local_model_path
 
     path = local_model_path(model.name_or_path)

@@ -36,3 +36,16 @@ def test_every_step_is_timed_and_the_loss_falls(tiny: tuple[dict[str, Any], str]
     assert len(out["step_seconds"]) == 6 and all(s > 0 for s in out["step_seconds"])
     assert out["losses"][-1] < out["losses"][0]
     assert out["peak_rss_bytes"] > 0 and out["device"] == "cpu"
+
+
+def test_the_loop_computes_in_the_jobs_precision(tiny: tuple[dict[str, Any], str]) -> None:
+    """bf16-mixed (the CPU default where bf16 is native) runs the forward under autocast, as the full
+    path's engine does: its losses differ from fp32's in the low bits, not in what is learnt."""
+    raw, base = tiny
+    batches = synthetic_batches(2, 2, 32, VOCAB, seed=1)
+    runs = {
+        dtype: run_plain({**raw, "model": {**raw["model"], "dtype": dtype}}, base, batches, steps=3)["losses"]
+        for dtype in ("float32", "bf16-mixed")
+    }
+    assert runs["float32"] != runs["bf16-mixed"]
+    assert runs["bf16-mixed"] == pytest.approx(runs["float32"], rel=0.03)
