@@ -395,8 +395,6 @@ def test_local_services_listen_on_loopback_only():
     """Everything tuneforge starts on this machine binds 127.0.0.1; no default exposes it further."""
     head = (REPO / "cluster/local/start-head.sh").read_text()
     assert "--dashboard-host=127.0.0.1" in head and "--node-ip-address=127.0.0.1" in head
-    vm = (REPO / "cluster/vm/cluster.yaml").read_text()
-    assert "--dashboard-host=127.0.0.1" in vm  # reached through `ray dashboard` (an SSH tunnel)
     wildcard = re.compile(
         r"0\.0\.0\.0"
         r"|--(?:dashboard-)?host[= ]+(?!127\.0\.0\.1|localhost)"
@@ -412,3 +410,58 @@ def test_local_services_listen_on_loopback_only():
 
     assert free_port() > 0  # the local rendezvous binds 127.0.0.1 (MASTER_ADDR below)
     assert 'MASTER_ADDR="127.0.0.1"' in (REPO / "platform/tuneforge/testing.py").read_text()
+
+
+VM_CLUSTERS = sorted((REPO / "cluster/vm").glob("*.yaml"))
+KUBE_MANIFESTS = sorted((REPO / "cluster/kubernetes").glob("*.yaml"))
+
+
+def _comment_above(lines: list[str], i: int) -> str:
+    """Line ``i``'s own comment plus the comment block directly above it (the why of that line)."""
+    block = [lines[i].partition("#")[2]]
+    j = i - 1
+    while j >= 0 and lines[j].lstrip().startswith("#"):
+        block.append(lines[j])
+        j -= 1
+    return " ".join(block)
+
+
+@pytest.mark.parametrize("path", VM_CLUSTERS, ids=lambda p: p.name)
+def test_vm_cluster_heads_keep_the_dashboard_on_loopback(path):
+    """`ray up` clusters: the dashboard and its job API (arbitrary code) bind the head's 127.0.0.1, reached
+    through `ray dashboard` (an SSH tunnel); nothing binds every interface; Ray's token auth is on."""
+    text = path.read_text()
+    assert "0.0.0.0" not in text
+    doc = yaml.safe_load(text)
+    head = [c for c in doc["head_start_ray_commands"] if "ray start" in c]
+    assert head and all("--dashboard-host=127.0.0.1" in c for c in head)
+    assert f"ray dashboard cluster/vm/{path.name}" in text  # the comment says how to reach it
+    # MLflow is the only other listener: on the head's private address, which the workers need.
+    hosts = re.findall(r"--(?:dashboard-)?host[= ]+(\S+)", text)
+    assert set(hosts) <= {"127.0.0.1", '"$HEAD_IP"'}, hosts
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in doc[key]]
+    assert all("RAY_AUTH_MODE=token" in c for c in starts if "ray start" in c)
+    assert "RAY_AUTH_MODE=disabled" not in text
+
+
+@pytest.mark.parametrize("path", KUBE_MANIFESTS, ids=lambda p: p.name)
+def test_kubernetes_services_stay_inside_the_cluster(path):
+    """Pods must listen on their pod IP, so 0.0.0.0 appears in the manifests: each occurrence is
+    documented (the Service in front is ClusterIP; reach it with `kubectl port-forward`), no Service is
+    exposed (NodePort / LoadBalancer / external IPs), and Ray's token authentication stays on."""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "0.0.0.0" in line and not line.lstrip().startswith("#"):
+            why = _comment_above(lines, i)
+            assert "ClusterIP" in why and "port-forward" in why, f"{path.name}:{i + 1}: undocumented 0.0.0.0"
+    for doc in yaml.safe_load_all("\n".join(lines)):
+        if doc is None:
+            continue
+        if doc["kind"] == "Service":
+            assert doc["spec"].get("type", "ClusterIP") == "ClusterIP" and not doc["spec"].get("externalIPs")
+        if doc["kind"] in ("RayCluster", "RayJob"):
+            spec = doc["spec"]["rayClusterSpec"] if doc["kind"] == "RayJob" else doc["spec"]
+            assert spec["authOptions"]["mode"] == "token"
+            head = spec["headGroupSpec"]
+            assert head.get("serviceType", "ClusterIP") == "ClusterIP" and "headService" not in head
+            assert not head.get("enableIngress")
