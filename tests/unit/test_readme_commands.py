@@ -41,9 +41,10 @@ def test_readme_shows_the_main_commands() -> None:
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a)[:60])
 def test_readme_command(args: list[str], tmp_path: Path) -> None:
-    if args[0] in ("train", "sweep"):  # run for real in tests/integration; here: the config is valid
+    if args[0] in ("train", "sweep", "submit"):  # run for real in tests/integration; here: config valid
         config, overrides = args[1], [a for a in args[2:] if "=" in a and not a.startswith("-")]
-        (load_sweep if args[0] == "sweep" else load_config)(REPO / config, overrides)
+        is_sweep = args[0] == "sweep" or "--sweep" in args
+        (load_sweep if is_sweep else load_config)(REPO / config, overrides)
         return
     if args[0] not in ("data", "modes", "version", "plan"):
         pytest.skip(f"`{args[0]}` needs a trained model; exercised in tests/integration")

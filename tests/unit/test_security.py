@@ -393,12 +393,14 @@ def test_run_and_sweep_names_cannot_escape_home(tmp_path, monkeypatch):
 
 def test_local_services_listen_on_loopback_only():
     """Everything tuneforge starts on this machine binds 127.0.0.1; no default exposes it further."""
-    head = (REPO / "cluster/local/start-head.sh").read_text()
-    assert "--dashboard-host=127.0.0.1" in head and "--node-ip-address=127.0.0.1" in head
+    local = (REPO / "cluster/local/start.sh").read_text()
+    assert "BIND=127.0.0.1" in local
+    for flag in ("--dashboard-host", "--node-ip-address", "--host"):  # head, both nodes, mlflow server
+        assert re.search(rf'{flag}[= ]"\$BIND"', local), flag
     wildcard = re.compile(
         r"0\.0\.0\.0"
-        r"|--(?:dashboard-)?host[= ]+(?!127\.0\.0\.1|localhost)"
-        r"|\bhost=['\"](?!127\.0\.0\.1|localhost)"
+        r"|--(?:dashboard-)?host[= ]+(?!127\.0\.0\.1|localhost|\"\$BIND\")"  # BIND=127.0.0.1 above
+        r"|\bhost=['\"](?!127\.0\.0\.1|localhost|\$BIND\")"
     )
     offenders = []
     for root in ("platform", "jobs", "cluster/local", "Makefile", "tests/integration/conftest.py"):

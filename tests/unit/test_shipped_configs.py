@@ -86,6 +86,25 @@ def _assert_files_exist(job: JobConfig, config: Path) -> None:
             assert Path(name).exists(), f"{config}: names {name}, which does not exist"
 
 
+RUNTIME_ENV = REPO / "jobs/runtime_env.yaml"
+
+
+def test_runtime_env_is_valid_for_ray_and_ships_the_library() -> None:
+    """``ray job submit --runtime-env jobs/runtime_env.yaml`` and ``tuneforge submit`` read this file:
+    Ray's own ``RuntimeEnv`` accepts it, and its paths are the repository and the package."""
+    from ray.runtime_env import RuntimeEnv
+
+    from tuneforge.distributed.submit import load_runtime_env
+
+    env = load_runtime_env(REPO)
+    RuntimeEnv(**env)  # Ray's validation of every field (raises on an unknown plugin or bad value)
+    assert Path(env["working_dir"]) == REPO
+    assert [Path(m) for m in env["py_modules"]] == [REPO / "platform/tuneforge"]
+    assert (Path(env["py_modules"][0]) / "__init__.py").is_file()
+    assert env["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    assert "TUNEFORGE_HOME" not in env["env_vars"]  # the storage is the submitter's to name
+
+
 def _in_shared(name: str) -> bool:
     """Whether ``name`` lies in ``../shared`` (the public datasets next to a checkout, not shipped)."""
     return Path(name).resolve().is_relative_to(SHARED.resolve())
@@ -94,7 +113,7 @@ def _in_shared(name: str) -> bool:
 def test_every_yaml_is_checked_here() -> None:
     """A YAML added anywhere under jobs/ or cluster/ must be one of the kinds this module checks."""
     shipped = {p for top in ("jobs", "cluster") for p in (REPO / top).rglob("*.y*ml")}
-    checked = {*JOB_CONFIGS, *VM_CLUSTERS, *KUBE_FILES}
+    checked = {*JOB_CONFIGS, *VM_CLUSTERS, *KUBE_FILES, RUNTIME_ENV}
     assert shipped == checked, f"unchecked YAML: {sorted(map(str, shipped - checked))}"
     assert RUN_CONFIGS and SWEEP_CONFIGS
     assert {p.name for p in VM_CLUSTERS} >= {"aws.yaml", "gcp.yaml", "onprem.yaml"}

@@ -19,6 +19,7 @@ from tuneforge.cli.model_cmd import register_model_commands
 from tuneforge.cli.modes_cmd import register_modes_commands
 from tuneforge.cli.plan_cmd import register_plan_command
 from tuneforge.cli.registry_cmd import register_registry_commands
+from tuneforge.cli.submit_cmd import register_submit_command
 from tuneforge.cli.sweep_cmd import register_sweep_command
 from tuneforge.frontend import TrainingProgress, offline_defaults, print_json_line, run_summary
 
@@ -40,6 +41,7 @@ def _register_subcommands() -> None:
     register_sweep_command(app)
     register_plan_command(app)
     register_bench_command(app)
+    register_submit_command(app)
 
 
 def _defaults_env() -> None:

@@ -373,6 +373,11 @@ class DistributedConfig(_Section):
     )
     offload_params: bool = Field(False, description="Keep parameters in CPU memory (needs zero_stage 3).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker.")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK",
+        description="How Ray places the workers on nodes: PACK fills a node first (fast collectives); "
+        "SPREAD/STRICT_SPREAD put them on different nodes (one node's loss costs one worker).",
+    )
     threads_per_worker: int | None = Field(
         None,
         ge=1,

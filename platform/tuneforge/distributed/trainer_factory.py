@@ -59,7 +59,10 @@ def make_trainer(
         ).to_config(),
         torch_config=TorchConfig(backend="nccl" if d.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
-            num_workers=d.num_workers, use_gpu=d.use_gpu, resources_per_worker={"CPU": d.cpus_per_worker}
+            num_workers=d.num_workers,
+            use_gpu=d.use_gpu,
+            resources_per_worker={"CPU": d.cpus_per_worker},
+            placement_strategy=d.placement_strategy,
         ),
         run_config=RunConfig(
             name=name,
