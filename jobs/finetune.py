@@ -1,6 +1,10 @@
 """Entry point for ``ray job submit``: one fine-tuning run from a YAML job spec.
 
-    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
+    tuneforge submit jobs/configs/finetune/tiny_cpu.yaml trainer.max_steps=20 --wait
+
+or, with Ray's own CLI (from the repository root; the runtime env ships the library):
+
+    ray job submit --address http://127.0.0.1:8265 --runtime-env jobs/runtime_env.yaml -- \
         python jobs/finetune.py --config jobs/configs/finetune/tiny_cpu.yaml trainer.max_steps=20 --json
 
 It connects to the cluster it was submitted to (plain ``ray.init()``, never a hard-coded address)

@@ -1,6 +1,10 @@
 """Entry point for ``ray job submit``: a strategy sweep from a YAML sweep spec.
 
-    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
+    tuneforge submit --sweep jobs/configs/sweep/tiny_cpu.yaml --name N [--resume] --wait
+
+or, with Ray's own CLI (from the repository root; the runtime env ships the library):
+
+    ray job submit --address http://127.0.0.1:8265 --runtime-env jobs/runtime_env.yaml -- \
         python jobs/sweep.py --config jobs/configs/sweep/tiny_cpu.yaml --name N [--resume] --json
 
 It does what ``tuneforge sweep`` does, through the same library calls (no CLI in between): other

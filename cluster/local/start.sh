@@ -24,6 +24,7 @@ DASHBOARD_PORT="${DASHBOARD_PORT:-8265}"     # dashboard + job submission API (r
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"           # mlflow server, sqlite backend in $STATE_DIR/mlflow
 HEAD_CPUS="${HEAD_CPUS:-2}"                  # logical CPUs each node offers to Ray
 WORKER_CPUS="${WORKER_CPUS:-2}"
+STORAGE="${TUNEFORGE_STORAGE:-$ROOT/.tuneforge}"   # jobs' TUNEFORGE_HOME: one machine's disk is shared
 BIND=127.0.0.1                               # loopback only; remote users tunnel (ssh -L)
 START_TIMEOUT_S="${START_TIMEOUT_S:-120}"
 
@@ -97,6 +98,7 @@ if [[ ! -f "$STATE_DIR/head.pgid" ]] || ! kill -0 -- "-$(cat "$STATE_DIR/head.pg
 export RAY_ADDRESS=$BIND:$RAY_PORT
 export RAY_API_SERVER_ADDRESS=http://$BIND:$DASHBOARD_PORT
 export RAY_AUTH_MODE=$auth
+export TUNEFORGE_STORAGE=$STORAGE
 ENV
   if [[ "$auth" == token ]]; then
     echo "export RAY_AUTH_TOKEN_PATH=$RAY_AUTH_TOKEN_PATH" >> "$STATE_DIR/cluster.env"

@@ -31,6 +31,15 @@ def test_entry_points_exist():
     assert {"finetune.py", "sweep.py", "demo_real.py"} <= names
 
 
+@pytest.mark.parametrize("name", ["finetune.py", "sweep.py"])
+def test_cluster_entry_points_carry_their_submit_commands(name: str):
+    """The two scripts that run on a cluster show both ways to submit them, with the shared runtime env."""
+    doc = ast.get_docstring(ast.parse((REPO / "jobs" / name).read_text())) or ""
+    assert "tuneforge submit " in doc
+    assert "ray job submit --address http://127.0.0.1:8265 --runtime-env jobs/runtime_env.yaml" in doc
+    assert f"python jobs/{name} --config jobs/configs/" in doc
+
+
 @pytest.mark.parametrize("script", JOB_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
 def test_job_scripts_do_not_import_the_cli(script: Path):
     cli = sorted(
