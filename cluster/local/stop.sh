@@ -8,7 +8,7 @@ shopt -s nullglob
 for file in "$STATE_DIR"/worker*.pgid "$STATE_DIR"/mlflow.pgid "$STATE_DIR"/head.pgid; do
   pgid="$(cat "$file")"
   if kill -TERM -- "-$pgid" 2>/dev/null; then
-    for _ in $(seq 1 30); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.5; done
+    for _ in $(seq 1 20); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.5; done
     kill -KILL -- "-$pgid" 2>/dev/null || true
     echo "stopped $(basename "$file" .pgid) (process group $pgid)"
   fi

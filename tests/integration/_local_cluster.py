@@ -60,6 +60,7 @@ def local_cluster(head_cpus: int = 2, worker_cpus: int = 2, timeout: float = 240
     env.update(
         TUNEFORGE_CLUSTER_DIR=str(state), RAY_PORT=str(free_port()), DASHBOARD_PORT=str(free_port()),
         MLFLOW_PORT=str(free_port()), HEAD_CPUS=str(head_cpus), WORKER_CPUS=str(worker_cpus),
+        TUNEFORGE_STORAGE=str(state / "storage"),
     )  # fmt: skip
     try:
         out = subprocess.run(

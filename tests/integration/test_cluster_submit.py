@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,6 +97,27 @@ def test_submit_runs_two_workers_on_two_nodes_and_reports_to_the_cluster(
     assert report["job_id"] in {j["job_id"] for j in _last_json(listed.stdout)["jobs"]}
     logs = _tuneforge(cluster, "jobs", "logs", report["job_id"], timeout=60)
     assert "step 4/4 train_loss" in logs.stdout
+
+
+def test_the_documented_local_cluster_commands_run(cluster: LocalCluster) -> None:
+    """docs/cluster.md's block: its first and last lines (start.sh --worker, stop.sh) are what the
+    module's fixture runs; the lines between run here as written, against that cluster (the ``source``
+    line reads the fixture's own state dir)."""
+    text = (REPO / "docs/cluster.md").read_text().split("## 1. On this machine", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", text, flags=re.S).group(1)
+    lines = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert lines[0] == "cluster/local/start.sh --worker" and lines[-1] == "cluster/local/stop.sh"
+    middle = [line.replace(".tuneforge/cluster/", f"{cluster.state_dir}/") for line in lines[1:-1]]
+    assert middle[0].startswith("source ") and any("tuneforge submit" in line for line in middle)
+    env = {k: v for k, v in cluster.env.items() if not k.startswith(("RAY_ADDRESS", "RAY_API", "RAY_AUTH"))}
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(middle)], cwd=REPO, env={**env, "COLUMNS": "300"},
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "step 10/10 train_loss" in out.stdout  # --follow streamed the job's logs
+    assert re.search(r"done job raysubmit_\w+: trained 10 steps", out.stderr), out.stderr[-3000:]
+    assert re.search(r"raysubmit_\w+\s+SUCCEEDED", out.stdout)  # tuneforge jobs list
 
 
 def test_a_job_that_trains_nothing_is_reported_as_failed(cluster: LocalCluster, tmp_path: Path):
