@@ -14,6 +14,7 @@ from tuneforge import __version__
 from tuneforge.cli._common import JsonFlag, VerboseFlag, console
 from tuneforge.cli.bench_cmd import register_bench_command
 from tuneforge.cli.data_cmd import data_app
+from tuneforge.cli.doctor_cmd import register_doctor_command
 from tuneforge.cli.errors import user_errors
 from tuneforge.cli.model_cmd import register_model_commands
 from tuneforge.cli.modes_cmd import register_modes_commands
@@ -42,6 +43,7 @@ def _register_subcommands() -> None:
     register_plan_command(app)
     register_bench_command(app)
     register_submit_command(app)
+    register_doctor_command(app)
 
 
 def _defaults_env() -> None:
