@@ -49,6 +49,12 @@ def _status_of(job_client: Any, job_id: str) -> Any:
         raise ValueError(f"job {job_id}: {str(e).strip().splitlines()[0]}") from None
 
 
+def _echo(text: str) -> None:
+    """Stream job log text to stdout as it arrives."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 def _finish(job_client: Any, job_id: str, kind: str, as_json: bool) -> None:
     """Judge a finished job; print its verdict (and the summary with --json); exit 1 unless it trained."""
     from tuneforge.distributed.submit import verdict
@@ -122,12 +128,8 @@ def register_submit_command(app: typer.Typer) -> None:
             return
         from tuneforge.distributed.submit import wait as wait_job
 
-        def echo(text: str) -> None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-
         with user_errors():
-            wait_job(job_client, job_id, on_logs=echo if follow else None)
+            wait_job(job_client, job_id, on_logs=_echo if follow else None)
             _finish(job_client, job_id, sub.kind, as_json)
 
     app.add_typer(jobs_app, name="jobs")
@@ -190,7 +192,7 @@ def job_logs(
         _, job_client = _client(address)
         _status_of(job_client, job_id)
         if follow:
-            wait_job(job_client, job_id, on_logs=lambda t: (sys.stdout.write(t), sys.stdout.flush()))
+            wait_job(job_client, job_id, on_logs=_echo)
         else:
             sys.stdout.write(job_client.get_job_logs(job_id))
 

@@ -77,6 +77,8 @@ def make_trainer(
         datasets={"train": data.train, "eval": data.eval},
         # Blocks are read from the cache's Parquet files in file order, so a rerun feeds the same rows.
         dataset_config=DataConfig(
-            datasets_to_split=["eval"], execution_options=ExecutionOptions(preserve_order=True)
+            # nothing split: train is strided per rank (worker.strided_batches), eval too (lockstep_shard)
+            datasets_to_split=[],
+            execution_options=ExecutionOptions(preserve_order=True),
         ),
     )

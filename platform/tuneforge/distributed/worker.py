@@ -30,6 +30,7 @@ from tuneforge.tracking import log_metrics
 from tuneforge.training.checkpoint import load_resume_state
 from tuneforge.training.checkpoint_store import StoredCheckpoint, incomplete_reason, latest_resumable, prune
 from tuneforge.training.engine import configure_accelerator, seed_everything, setup_engine
+from tuneforge.training.eval_shards import lockstep_shard
 from tuneforge.training.loop import run_loop
 from tuneforge.training.objectives import objective_for
 from tuneforge.training.reference import setup_reference
@@ -273,9 +274,11 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             micro_batch_size=mbs, seed=job.trainer.seed, dtypes=dtypes,
         )  # fmt: skip
 
-    # The held-out shard is read once; later evaluations replay it from memory (training/replay.py).
+    # Each rank keeps a strided, lockstep-padded share of the whole held-out set, replayed from memory.
     eval_batches = ReplayableBatches(
-        lambda: eval_shard.iter_torch_batches(batch_size=mbs, drop_last=False, dtypes=dtypes)
+        lambda: lockstep_shard(
+            eval_shard.iter_torch_batches(batch_size=mbs, drop_last=False, dtypes=dtypes), rank, world
+        )
     )
 
     run_loop(

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from tuneforge.config.methods import MethodConfig
 from tuneforge.data import to_model_inputs
 from tuneforge.training.engine import TrainingEngine
+from tuneforge.training.eval_shards import is_padding, without_padding_key
 from tuneforge.training.preference_loss import (
     PreferenceKnobs,
     PreferenceOutput,
@@ -100,18 +101,20 @@ class SftObjective:
     ) -> dict[str, float]:
         """Token-weighted mean loss over all ranks' eval shards.
 
-        Each rank must see the same number of batches (the shards are split equally): under ZeRO-3
-        a forward pass gathers parameters collectively.
+        Every batch is forwarded, counted or not: under ZeRO-3 a forward pass gathers parameters
+        collectively, so each rank runs as many as the others (``eval_shards.lockstep_shard`` pads the
+        shorter shards with batches that are not counted; a batch with no trained token counts nothing).
         """
         engine.eval()
         loss_sum = n_tokens = 0.0
         for batch in batches:
-            on_device = _to_device(batch, device)
-            n = float((on_device["labels"][:, 1:] != -100).sum())
-            if n == 0:
-                continue
-            loss_sum += float(engine(**to_model_inputs(on_device)).loss.float()) * n
-            n_tokens += n
+            counted = not is_padding(batch)
+            on_device = _to_device(without_padding_key(batch), device)
+            n = float((on_device["labels"][:, 1:] != -100).sum()) if counted else 0.0
+            loss = engine(**to_model_inputs(on_device)).loss
+            if n:
+                loss_sum += float(loss.float()) * n
+                n_tokens += n
         engine.train()
         total_loss, total_tokens = all_reduce_sum([loss_sum, n_tokens], device)
         return {"eval_loss": total_loss / total_tokens if total_tokens else math.nan}
@@ -234,8 +237,10 @@ class PreferenceObjective:
         engine.eval()
         sums = [0.0] * 10
         for batch in batches:
-            on_device = _to_device(batch, device)
-            out = self.forward(engine, on_device)
+            on_device = _to_device(without_padding_key(batch), device)
+            out = self.forward(engine, on_device)  # padding too: ZeRO-3 forwards are collectives
+            if is_padding(batch):
+                continue
             terms = [*_eval_terms(out, self.objective, on_device), *(float(x.sum()) for x in self.last_logps)]
             for i, value in enumerate(terms):
                 sums[i] += value
