@@ -1,4 +1,8 @@
-"""``tuneforge submit`` against a real 2-node Ray cluster on this machine (cluster/local/start.sh --worker).
+"""``tuneforge submit`` and ``tuneforge doctor`` against a real 2-node Ray cluster on this machine.
+
+One cluster for the module, started by ``cluster/local/start.sh --worker`` (a head with an ``mlflow
+server`` and a second Ray node with its own raylet and temp dir, token authentication on) and stopped
+by ``cluster/local/stop.sh``, which kills only the process groups the script recorded.
 
 What multi-node runs get wrong elsewhere, checked here: the workers really land on different nodes
 (their actors' node ids, from Ray's state API), the job sees the library it was submitted with, results
@@ -28,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).parent / "tuneforge")
 RAY = str(Path(sys.executable).parent / "ray")
 TINY = "jobs/configs/finetune/tiny_cpu.yaml"
+CHECKS = {"versions", "gpus", "resources", "storage", "mlflow", "deepspeed", "memory"}
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +137,51 @@ def test_a_job_that_trains_nothing_is_reported_as_failed(cluster: LocalCluster, 
     assert status.returncode == 1 and "SUCCEEDED; the job exited 0 but trained zero steps" in status.stderr
 
 
+def _doctor(cluster: LocalCluster, storage: Path, *overrides: str) -> tuple[int, dict, str]:
+    args = ["doctor", "--config", "jobs/configs/finetune/tiny_cpu.yaml", *overrides]
+    out = subprocess.run(
+        [EXE, *args, "--storage", str(storage), "--json"],
+        env={**cluster.env, "COLUMNS": "200"}, cwd=REPO, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    return out.returncode, report, out.stdout + out.stderr
+
+
+def test_doctor_passes_on_a_healthy_two_node_cluster(cluster: LocalCluster, tmp_path: Path) -> None:
+    rc, report, text = _doctor(cluster, tmp_path)
+    assert rc == 0 and report["ok"], text
+    assert report["nodes"] == 2
+    assert {c["name"] for c in report["checks"]} == CHECKS
+    assert all(c["ok"] for c in report["checks"]), text
+    storage = [c for c in report["checks"] if c["name"] == "storage"]
+    assert len({c["node"] for c in storage}) == 2  # each node wrote, the other read it back
+    mlflow = [c for c in report["checks"] if c["name"] == "mlflow"]
+    assert len(mlflow) == 2 and all("/health: ok" in c["detail"] for c in mlflow)
+    assert list(tmp_path.iterdir()) == []  # probe files cleaned up
+
+
+def test_doctor_fails_when_workers_exceed_the_cpus(cluster: LocalCluster, tmp_path: Path) -> None:
+    rc, report, text = _doctor(cluster, tmp_path, "distributed.num_workers=8")
+    assert rc == 1 and not report["ok"], text
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert [c["name"] for c in failed] == ["resources"], text
+    assert "+ 1 for Ray Data = 5 CPUs, but the cluster has 4" in failed[0]["detail"]
+    assert "error:" in text and "(resources)" in text
+
+
+def test_doctor_fails_strict_spread_with_more_workers_than_nodes(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    rc, report, text = _doctor(
+        cluster, tmp_path, "distributed.num_workers=3", "distributed.placement_strategy=STRICT_SPREAD"
+    )
+    assert rc == 1 and not report["ok"], text
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert [c["name"] for c in failed] == ["resources"], text
+    assert "3 workers need 3 nodes" in failed[0]["detail"] and "the cluster has 2" in failed[0]["detail"]
+
+
+# Last: it takes the second node away.
 @pytest.mark.slow  # ~4 min: a run that loses a node and restarts from its checkpoint
 def test_losing_a_node_mid_run_restarts_from_the_checkpoint(cluster: LocalCluster, tmp_path: Path):
     """The second node's raylet is killed once the run has a checkpoint. With SPREAD (soft) placement
