@@ -98,9 +98,15 @@ def test_bench_tiny_runs_every_path(ray_head, tuneforge_home, tmp_path: Path) ->
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_bench_smollm2_runs_every_path(ray_head, tuneforge_home, tmp_path: Path) -> None:
+def test_bench_smollm2_runs_the_reference_and_the_full_path(ray_head, tuneforge_home, tmp_path: Path) -> None:
+    """The documented SmolLM2 command, on two paths (every path runs in the tiny test above; here what
+    is the real model's own: its shape, its MFU row, the full path against the plain loop on it)."""
     cmd = next(c for c in doc_commands() if "smollm2" in c)
-    report = run_bench(cmd, tmp_path)
-    check_report(report)
+    report = run_bench([*cmd, "--path", "plain", "--path", "full_1"], tmp_path)
+    assert KEYS <= set(report) and set(report["paths"]) == {"plain", "full_1"}
+    for entry in report["paths"].values():
+        assert PATH_KEYS <= set(entry) and entry["tokens_per_s"] > 0
+    assert report["tokens_per_s"] == report["paths"]["full_1"]["tokens_per_s"]
     assert report["model"]["params"] > 100_000_000
-    assert any(t["target"].startswith("SmolLM2") for t in report["targets"])
+    smol = [t for t in report["targets"] if t["target"].startswith("SmolLM2")]
+    assert len(smol) == 1 and smol[0]["value"] == report["paths"]["full_1"]["mfu_vs_bfloat16"] > 0
