@@ -271,8 +271,8 @@ def check_mlflow(
                     f"{shown}/health: " + (error or "ok"),
                     ""
                     if error is None
-                    else "run the tracking server on an address every node can "
-                    "reach (mlflow server --host <routable address>) and set MLFLOW_TRACKING_URI",
+                    else "run the tracking server bound to an address every node can reach "
+                    "(not loopback on a multi-node cluster) and set MLFLOW_TRACKING_URI",
                 )
             )
         return out
