@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.console import Console
 from tuneforge.cli._common import JsonFlag, TrackingUri, console, fail
 from tuneforge.cli.errors import user_errors
 from tuneforge.frontend import offline_defaults, print_json_line
+
+if TYPE_CHECKING:
+    from tuneforge.distributed.submit import Verdict
 
 Address = Annotated[
     str | None,
@@ -55,12 +58,22 @@ def _echo(text: str) -> None:
     sys.stdout.flush()
 
 
-def _finish(job_client: Any, job_id: str, kind: str, as_json: bool) -> None:
-    """Judge a finished job; print its verdict (and the summary with --json); exit 1 unless it trained."""
-    from tuneforge.distributed.submit import verdict
+def _judge(job_client: Any, job_id: str) -> tuple[str, Verdict | None]:
+    """The job's status, and for a finished tuneforge job (its metadata names the kind) the verdict."""
+    from tuneforge.distributed.submit import TERMINAL, verdict
 
-    info = job_client.get_job_info(job_id)
-    result = verdict(kind, str(info.status.value), job_client.get_job_logs(job_id), info.message)
+    info = _status_of(job_client, job_id)
+    status = str(info.status.value)
+    kind = (info.metadata or {}).get("tuneforge.kind")
+    if status not in TERMINAL or kind is None:
+        return status, None
+    return status, verdict(kind, status, job_client.get_job_logs(job_id), info.message)
+
+
+def _finish(job_client: Any, job_id: str, as_json: bool) -> None:
+    """Judge a finished job; print its verdict (and the summary with --json); exit 1 unless it trained."""
+    _, result = _judge(job_client, job_id)
+    assert result is not None  # submitted by tuneforge and waited for: terminal, with its kind
     line = f"job {job_id}: {result.reason}"
     if as_json:
         print_json_line(
@@ -130,7 +143,7 @@ def register_submit_command(app: typer.Typer) -> None:
 
         with user_errors():
             wait_job(job_client, job_id, on_logs=_echo if follow else None)
-            _finish(job_client, job_id, sub.kind, as_json)
+            _finish(job_client, job_id, as_json)
 
     app.add_typer(jobs_app, name="jobs")
 
@@ -159,19 +172,14 @@ def job_status(
     as_json: JsonFlag = False,
 ) -> None:
     """The job's status; for a finished tuneforge job, whether it trained (exit 1 if not)."""
-    from tuneforge.distributed.submit import TERMINAL, verdict
-
     with user_errors():
         _, job_client = _client(address)
-        info = _status_of(job_client, job_id)
-    status = str(info.status.value)
-    kind = (info.metadata or {}).get("tuneforge.kind")
-    if status not in TERMINAL or kind is None:
+        status, result = _judge(job_client, job_id)
+    if result is None:
         console.print(f"job {job_id}: {status}", highlight=False)
         if as_json:
             print_json_line({"job_id": job_id, "status": status})
         return
-    result = verdict(kind, status, job_client.get_job_logs(job_id), info.message)
     if as_json:
         print_json_line({"job_id": job_id, "status": status, "ok": result.ok, "reason": result.reason})
     if not result.ok:
