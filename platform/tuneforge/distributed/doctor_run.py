@@ -137,12 +137,10 @@ def _on_each(
 
 
 def tracking_uri_for(job: JobConfig | None, tracking_uri: str | None) -> str:
-    """The store a run would log to, as ``tracking.store.resolve_tracking_uri`` picks it (no db created)."""
-    from tuneforge.paths import tuneforge_home
-    from tuneforge.tracking.store import DB_FILE
+    """The store a run would log to (``--tracking-uri`` over the job's ``tracking.uri``), no db created."""
+    from tuneforge.tracking.store import chosen_tracking_uri
 
-    chosen = tracking_uri or (job.tracking.uri if job else None) or os.environ.get("MLFLOW_TRACKING_URI")
-    return chosen or f"sqlite:///{tuneforge_home() / DB_FILE}"
+    return chosen_tracking_uri(tracking_uri or (job.tracking.uri if job else None))
 
 
 def storage_dir(storage: str | None) -> str:

@@ -61,13 +61,19 @@ def home_dir(kind: str, name: str, field: str) -> Path:
     return root / name
 
 
+def chosen_tracking_uri(uri: str | None) -> str:
+    """Explicit ``uri`` > ``$MLFLOW_TRACKING_URI`` > ``sqlite:///<tuneforge_home()>/mlflow.db``, as
+    written: the choice alone, for callers that must not create the store (``tuneforge doctor``)."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"{_SQLITE_PREFIX}{tuneforge_home() / DB_FILE}"
+
+
 def resolve_tracking_uri(uri: str | None) -> str:
-    """Explicit ``uri`` > ``$MLFLOW_TRACKING_URI`` > ``sqlite:///<tuneforge_home()>/mlflow.db``.
+    """The store ``chosen_tracking_uri`` picks, ready to use.
 
     A relative sqlite path is made absolute here, once, in the driver: the URI is shipped to Ray
     workers, which would otherwise open (and create) a different, empty database under their cwd.
     """
-    chosen = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"{_SQLITE_PREFIX}{tuneforge_home() / DB_FILE}"
+    chosen = chosen_tracking_uri(uri)
     db_path = sqlite_db_path(chosen)
     if db_path is not None:
         ensure_sqlite_schema(db_path, _artifact_location(chosen))  # two commands on a new store at once
